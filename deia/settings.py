@@ -158,6 +158,7 @@ BOT_BACKOFF_CAP = env.float("BOT_BACKOFF_CAP", 300.0, minimum=0.0)
 BOT_BACKOFF_RESET = env.float("BOT_BACKOFF_RESET", 600.0, minimum=0.0)
 BOT_CHAT_TIMEOUT = env.float("BOT_CHAT_TIMEOUT", 120.0, minimum=0.1)
 BOT_RECONCILE_INTERVAL = env.float("BOT_RECONCILE_INTERVAL", 10.0, minimum=1.0)
+# (lifecycle additions go here)
 OLLAMA_URL = env.url("OLLAMA_URL", "http://localhost:11434", ("http", "https"))
 OPENAI_URL = env.url("OPENAI_URL", "http://localhost:8080/v1", ("http", "https"))
 OPENAI_API_KEY = env.secret("OPENAI_API_KEY")
@@ -179,6 +180,8 @@ HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", 2.0, minimum=0.1)
 # `manage.py setup` creates this admin once; the password is generated and printed if unset.
 DEIA_ADMIN_USER = env.str("DEIA_ADMIN_USER", "admin")
 DEIA_ADMIN_PASSWORD = env.secret("DEIA_ADMIN_PASSWORD")
+
+# (maintenance additions go here)
 
 # --- API --------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -274,6 +277,8 @@ LOGGING = {
         "celery": {"level": LOG_LEVEL},
     },
 }
+
+# (observability additions go here)
 
 # django-prometheus: buckets at the guide's 0.2 s API target and the 2 s slow threshold.
 PROMETHEUS_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf"))

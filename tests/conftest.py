@@ -12,6 +12,9 @@ from django.conf import settings
 
 from tests.support.procs import PYTHON, Proc, free_port, http_ok, wait_for
 
+# Each area's shared fixtures live in its own plugin module.
+pytest_plugins = ["tests.plugins.lifecycle", "tests.plugins.observability", "tests.plugins.maintenance"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def real_services() -> None:
