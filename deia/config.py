@@ -141,7 +141,7 @@ class Env:
             raise ConfigError(name, f"no host in {value!r}")
         return value.rstrip("/")
 
-    def database(self, name: str, default: str, sqlite_options: dict) -> dict:
+    def database(self, name: str, default: str, sqlite_options: dict, pool_max: int = 10) -> dict:
         """DATABASE_URL to a Django DATABASES entry: PostgreSQL (pooled) or SQLite."""
         value = self.str(name, default)
         scheme = urlsplit(value).scheme
@@ -154,7 +154,7 @@ class Env:
             options = dict(config.get("OPTIONS") or {})
             # Django's psycopg 3 pool: connections are reused across requests; CONN_MAX_AGE
             # must stay 0 with it. A bounded wait turns an exhausted pool into an error.
-            options.setdefault("pool", {"min_size": 1, "max_size": 10, "timeout": 10})
+            options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": 10})
             options.setdefault("connect_timeout", 5)
             config["OPTIONS"] = options
             config["ENGINE"] = "django_prometheus.db.backends.postgresql"
