@@ -1,0 +1,65 @@
+# DEIA Bot Controller. `make run` starts the control plane on embedded defaults;
+# `make test` installs and starts PostgreSQL and Redis, then lints and runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | md5sum | cut -c1-12)
+
+# Where the tests find their services; override to run two suites side by side.
+TEST_DB ?= deia
+TEST_REDIS_DB ?= 0
+TEST_BOT_PORTS ?= 18001-18199
+TEST_ENV = DATABASE_URL=postgres://deia:deia@127.0.0.1:5432/$(TEST_DB) \
+	REDIS_URL=redis://127.0.0.1:6379/$(TEST_REDIS_DB) \
+	SECRET_KEY=test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz \
+	DEIA_VAR_DIR=$(CURDIR)/var/test-$(TEST_DB) \
+	BOT_PORT_RANGE=$(TEST_BOT_PORTS) \
+	DEIA_FAST_PASSWORD_HASHER=true LOG_LEVEL=WARNING DEBUG=false
+PYTEST_ARGS ?=
+
+.PHONY: help venv run setup test lint format bench clean
+
+help:
+	@echo "make run    - start web, worker and beat on embedded defaults (Ctrl-C stops all)"
+	@echo "make test   - start PostgreSQL and Redis (installing them if needed), lint, run all tests"
+	@echo "make bench  - run the benchmarks and write docs/PERFORMANCE.md"
+	@echo "make format - apply ruff's formatting and safe fixes"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+	  echo "installing python3-venv"; apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null; fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+run: venv
+	@scripts/run.sh
+
+setup: venv
+	$(PY) manage.py setup
+
+test: venv
+	scripts/services.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	env $(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run >/dev/null
+	env $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+bench: venv
+	scripts/services.sh
+	env $(TEST_ENV) $(PY) bench/run.py
+
+clean:
+	rm -rf var/test-* .pytest_cache

@@ -1,0 +1,80 @@
+"""Bot metrics.
+
+- Lifecycle counters and the startup histogram are *stored* (ops.metrics): workers on any
+  host add to them in the transaction of the transition; the web app exports them.
+- Fleet gauges are read from the database when the web app is scraped.
+- Message, LLM and token metrics live in each runner process and are served by the
+  runner's own /metrics (prometheus_client's default registry, one process per bot).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Count
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+from ops.metrics import SCRAPE_COLLECTORS, StoredMetric, declare
+
+# --- stored lifecycle metrics (web app) -----------------------------------------------
+STARTS = declare(
+    StoredMetric(
+        "deia_bot_starts_total", "counter", "Bot start attempts by result.", ("result",), initial=(("ok",), ("error",))
+    )
+)
+START_ERRORS = declare(StoredMetric("deia_bot_start_errors_total", "counter", "Failed bot starts."))
+STARTUP_SECONDS = declare(
+    StoredMetric(
+        "deia_bot_startup_seconds",
+        "histogram",
+        "Seconds from spawn to a healthy /health of a bot runner.",
+        buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0),
+    )
+)
+CRASHES = declare(StoredMetric("deia_bot_crashes_total", "counter", "Bots found dead or with a stale heartbeat."))
+RESTARTS = declare(StoredMetric("deia_bot_restarts_total", "counter", "Automatic restarts after a crash."))
+
+
+def collect_fleet():
+    """deia_bots{status} and deia_bots_max, read from the database at scrape time."""
+    from bots.models import Bot, Status
+
+    counts = dict.fromkeys(Status.values, 0)
+    for row in Bot.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    bots = GaugeMetricFamily("deia_bots", "Bots by observed status.", labels=["status"])
+    for status, n in counts.items():
+        bots.add_metric([status], n)
+    yield bots
+    from ops.flags import starts_frozen
+
+    limit = 0 if starts_frozen() else settings.MAX_BOTS
+    yield GaugeMetricFamily("deia_bots_max", "Most bots allowed to run now (0 while starts are frozen).", value=limit)
+
+
+SCRAPE_COLLECTORS.append(collect_fleet)
+
+# --- runner metrics (one process per bot) ---------------------------------------------
+MESSAGES = Counter("deia_bot_messages", "Chat messages answered by this bot.", ["bot"])
+MESSAGE_ERRORS = Counter("deia_bot_message_errors", "Chat messages that failed.", ["bot"])
+MESSAGE_SECONDS = Histogram(
+    "deia_bot_message_processing_seconds",
+    "Seconds to process one chat message, storage and LLM included.",
+    ["bot"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+)
+LLM_SECONDS = Histogram(
+    "deia_llm_request_seconds",
+    "Seconds per LLM backend request.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0),
+)
+LLM_TOKENS = Counter("deia_llm_tokens", "LLM tokens by kind (prompt, completion).", ["bot", "kind"])
+
+
+def init_runner_metrics(bot_slug: str) -> None:
+    """Create every runner series at zero so the first increase is visible."""
+    MESSAGES.labels(bot=bot_slug)
+    MESSAGE_ERRORS.labels(bot=bot_slug)
+    MESSAGE_SECONDS.labels(bot=bot_slug)
+    LLM_TOKENS.labels(bot=bot_slug, kind="prompt")
+    LLM_TOKENS.labels(bot=bot_slug, kind="completion")

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.db import models
+from django.utils import timezone
+
+
+class Backend(models.TextChoices):
+    OLLAMA = "ollama", "Ollama"
+    OPENAI = "openai", "OpenAI-compatible"
+    ECHO = "echo", "Echo (demo)"
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
+class Status(models.TextChoices):
+    STOPPED = "stopped", "Stopped"
+    STARTING = "starting", "Starting"
+    RUNNING = "running", "Running"
+    STOPPING = "stopping", "Stopping"
+    CRASHED = "crashed", "Crashed"
+    ERROR = "error", "Error"
+
+
+# A process may exist (or be about to) in these states; its pid/port are meaningful.
+PROCESS_STATES = {Status.STARTING, Status.RUNNING, Status.STOPPING}
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system", "System"
+    USER = "user", "User"
+    ASSISTANT = "assistant", "Assistant"
+
+
+class BotQuerySet(models.QuerySet):
+    def running(self) -> BotQuerySet:
+        return self.filter(status=Status.RUNNING)
+
+    def with_process(self) -> BotQuerySet:
+        return self.filter(status__in=PROCESS_STATES)
+
+    def desired_running(self) -> BotQuerySet:
+        return self.filter(desired_state=DesiredState.RUNNING)
+
+
+class Bot(models.Model):
+    """A chat bot. Operators write `desired_state`; only bots.lifecycle writes `status`."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.OLLAMA)
+    model_name = models.CharField(max_length=200, default="llama3.2", help_text="Model the backend serves")
+    system_prompt = models.TextField(blank=True)
+
+    desired_state = models.CharField(max_length=20, choices=DesiredState.choices, default=DesiredState.STOPPED)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.STOPPED, editable=False)
+    port = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
+    pid = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    host = models.CharField(max_length=255, blank=True, editable=False, help_text="Host whose worker owns the process")
+    advertise_host = models.CharField(
+        max_length=255, blank=True, editable=False, help_text="Address web and Prometheus use to reach the bot"
+    )
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_heartbeat = models.DateTimeField(null=True, blank=True, editable=False)
+    startup_seconds = models.FloatField(null=True, blank=True, editable=False)
+    restart_count = models.PositiveIntegerField(default=0, editable=False)
+    start_failures = models.PositiveIntegerField(
+        default=0, editable=False, help_text="Consecutive failed starts; reset by a healthy run or an operator start"
+    )
+    next_start_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Backoff: no start before")
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # Reconcile scans bots by desired state and status every 10 s.
+            models.Index(fields=["desired_state", "status"], name="bot_desired_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def address(self) -> str:
+        if not self.port:
+            return ""
+        return f"{self.advertise_host or self.host or '127.0.0.1'}:{self.port}"
+
+    @property
+    def uptime(self) -> timedelta | None:
+        if self.status != Status.RUNNING or self.started_at is None:
+            return None
+        return timezone.now() - self.started_at
+
+
+class ChatMessage(models.Model):
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="messages")
+    conversation = models.UUIDField(default=uuid.uuid4)
+    role = models.CharField(max_length=20, choices=Role.choices)
+    content = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="Set when the LLM failed to answer")
+    request_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        db_table = "chat_messages"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # A bot's history newest first (API, admin, the guide's own index).
+            models.Index(fields=["bot", "-created_at"], name="chat_bot_created_idx"),
+            # The recent history of one conversation, sent to the LLM with each message.
+            models.Index(fields=["conversation", "-created_at"], name="chat_conversation_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.content[:60]}"

@@ -1,0 +1,285 @@
+"""DEIA Bot Controller settings: every environment variable is read here, and only here.
+
+Unset variables give the embedded default (SQLite under var/, local-memory cache, a
+file-based Celery broker under var/, the echo LLM backend) so `make run` works on a bare
+machine. A malformed value raises ConfigError, which manage.py, wsgi and the Celery app
+turn into one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from deia.config import ConfigError, Env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = Env()
+
+VAR_DIR = Path(env.str("DEIA_VAR_DIR", str(BASE_DIR / "var")))
+
+# --- core -------------------------------------------------------------------------
+DEBUG = env.bool("DEBUG", False)
+SECRET_KEY = env.secret("SECRET_KEY")
+if SECRET_KEY is None:
+    if not DEBUG:
+        raise ConfigError("SECRET_KEY", "not set and DEBUG is off; set SECRET_KEY or SECRET_KEY_FILE")
+    SECRET_KEY = "django-insecure-development-key"  # noqa: S105 - DEBUG only; check --deploy flags it
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+TRUST_PROXY = env.bool("TRUST_PROXY", False)
+HOSTNAME = env.str("DEIA_HOSTNAME", socket.gethostname())
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "django_celery_beat",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "ops.apps.OpsConfig",
+    "bots.apps.BotsConfig",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "ops.middleware.RequestLogMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.gzip.GZipMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "deia.urls"
+WSGI_APPLICATION = "deia.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------
+# SQLite is shared by web, worker, beat and every runner: WAL lets readers run beside the
+# one writer, the busy timeout waits instead of failing, IMMEDIATE takes the write lock at
+# BEGIN so two writers never deadlock on a lock upgrade.
+_SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+}
+DATABASES = {"default": env.database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'deia.sqlite3'}", _SQLITE_OPTIONS)}
+DATABASE_IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
+DB_POOL_MAX = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 0) if DATABASE_IS_POSTGRES else 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache and broker -------------------------------------------------------------
+REDIS_URL = env.raw("REDIS_URL")
+if REDIS_URL is not None:
+    REDIS_URL = env.url("REDIS_URL", REDIS_URL, ("redis", "rediss", "unix"))
+    CACHES = {
+        "default": {
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "TIMEOUT": 300,
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
+
+BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env.url(
+    "CELERY_BROKER_URL", REDIS_URL or "filesystem://", ("redis", "rediss", "amqp", "filesystem", "unix")
+)
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+else:
+    # A task left unacknowledged by a dead worker comes back after this long.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 600
+CELERY_TASK_TIME_LIMIT = 900
+CELERY_TASK_DEFAULT_QUEUE = "bots"
+CELERY_TASK_ROUTES = {"ops.tasks.*": {"queue": "maintenance"}}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+
+# --- bots -------------------------------------------------------------------------
+MAX_BOTS = env.int("MAX_BOTS", 10, minimum=0, maximum=1000)
+BOT_PORT_RANGE = env.port_range("BOT_PORT_RANGE", (8001, 8099))
+BOT_BIND_HOST = env.str("BOT_BIND_HOST", "127.0.0.1")
+BOT_ADVERTISE_HOST = env.str("BOT_ADVERTISE_HOST", BOT_BIND_HOST)
+BOT_START_TIMEOUT = env.float("BOT_START_TIMEOUT", 10.0, minimum=0.1)
+BOT_STOP_GRACE = env.float("BOT_STOP_GRACE", 10.0, minimum=0.0)
+BOT_MAX_START_RETRIES = env.int("BOT_MAX_START_RETRIES", 5, minimum=1)
+BOT_HEARTBEAT_INTERVAL = env.float("BOT_HEARTBEAT_INTERVAL", 3.0, minimum=0.1)
+BOT_HEARTBEAT_STALE = env.float("BOT_HEARTBEAT_STALE", 30.0, minimum=1.0)
+BOT_BACKOFF_BASE = env.float("BOT_BACKOFF_BASE", 1.0, minimum=0.0)
+BOT_BACKOFF_CAP = env.float("BOT_BACKOFF_CAP", 300.0, minimum=0.0)
+BOT_BACKOFF_RESET = env.float("BOT_BACKOFF_RESET", 600.0, minimum=0.0)
+BOT_CHAT_TIMEOUT = env.float("BOT_CHAT_TIMEOUT", 120.0, minimum=0.1)
+BOT_RECONCILE_INTERVAL = env.float("BOT_RECONCILE_INTERVAL", 10.0, minimum=1.0)
+# (lifecycle additions go here)
+OLLAMA_URL = env.url("OLLAMA_URL", "http://localhost:11434", ("http", "https"))
+OPENAI_URL = env.url("OPENAI_URL", "http://localhost:8080/v1", ("http", "https"))
+OPENAI_API_KEY = env.secret("OPENAI_API_KEY")
+LLM_CONNECT_TIMEOUT = env.float("LLM_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+LLM_READ_TIMEOUT = env.float("LLM_READ_TIMEOUT", 120.0, minimum=0.1)
+LLM_RETRIES = env.int("LLM_RETRIES", 2, minimum=0, maximum=10)
+
+# --- operations -------------------------------------------------------------------
+BACKUP_DIR = Path(env.str("BACKUP_DIR", str(VAR_DIR / "backups")))
+BACKUP_RETENTION_DAYS = env.int("BACKUP_RETENTION_DAYS", 30, minimum=1)
+LOG_DIR = Path(env.str("LOG_DIR", str(VAR_DIR / "log")))
+LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", 30, minimum=1)
+_retention = env.int("CHAT_RETENTION_DAYS", 0, minimum=0)
+CHAT_RETENTION_DAYS = _retention or None
+METRICS_ALLOWED_CIDRS = env.cidrs("METRICS_ALLOWED_CIDRS", ["127.0.0.0/8", "::1/128"])
+METRICS_TOKEN = env.secret("METRICS_TOKEN")
+PROMETHEUS_MULTIPROC_DIR = env.raw("PROMETHEUS_MULTIPROC_DIR")
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", 2.0, minimum=0.1)
+# `manage.py setup` creates this admin once; the password is generated and printed if unset.
+DEIA_ADMIN_USER = env.str("DEIA_ADMIN_USER", "admin")
+DEIA_ADMIN_PASSWORD = env.secret("DEIA_ADMIN_PASSWORD")
+
+# (maintenance additions go here)
+
+# --- API --------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "DEIA Bot Controller API",
+    "DESCRIPTION": "Start, stop and chat with a fleet of LLM bots.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- security ---------------------------------------------------------------------
+SECURE_HTTPS = env.bool("SECURE_HTTPS", False)
+SESSION_COOKIE_SECURE = SECURE_HTTPS
+CSRF_COOKIE_SECURE = SECURE_HTTPS
+SECURE_SSL_REDIRECT = SECURE_HTTPS
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000 if SECURE_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HTTPS)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", SECURE_HTTPS)
+# Prometheus and load balancers probe these over plain HTTP on the loopback or LAN.
+SECURE_REDIRECT_EXEMPT = [r"^health(/.*)?$", r"^metrics$", r"^api/prometheus/targets$"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+if TRUST_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+if SECURE_HTTPS and not DEBUG and SECRET_KEY.startswith("django-insecure"):
+    raise ConfigError("SECRET_KEY", "the development key cannot be used with SECURE_HTTPS")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if env.bool("DEIA_FAST_PASSWORD_HASHER", False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# --- logging ----------------------------------------------------------------------
+LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error", "critical")).upper()
+LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "ops.logs.RequestIdFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # Our request log replaces Django's own per-request lines.
+        "django.server": {"level": "WARNING"},
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "celery": {"level": LOG_LEVEL},
+    },
+}
+
+# (observability additions go here)
+
+# django-prometheus: buckets at the guide's 0.2 s API target and the 2 s slow threshold.
+PROMETHEUS_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf"))
+PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+
+from bots import sd
+from ops import views as ops_views
+
+admin.site.site_header = "DEIA Bot Controller"
+admin.site.site_title = "DEIA Bot Controller"
+admin.site.index_title = "Operations console"
+
+urlpatterns = [
+    path("health", ops_views.health, name="health"),
+    path("health/<str:check>", ops_views.health_check, name="health-check"),
+    path("metrics", ops_views.metrics, name="metrics"),
+    path("api/prometheus/targets", sd.targets, name="prometheus-targets"),
+    path("admin/", admin.site.urls),
+    path("", include("bots.urls")),
+    path("", include("ops.urls")),
+]

@@ -1,0 +1,69 @@
+"""gunicorn settings for the web process (systemd unit deia-web, and `make run`).
+
+Sync workers: with django-prometheus on, they held steady where gthread workers lost
+throughput. Metrics use prometheus_client's multiprocess mode: every worker writes its
+values to PROMETHEUS_MULTIPROC_DIR, /metrics sums them, the directory is wiped when the
+master starts and a dead worker's live gauges are dropped by child_exit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+from pathlib import Path
+
+import gunicorn.http.wsgi
+
+from deia.config import Env
+
+_base = Path(__file__).resolve().parent.parent
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(Path(os.environ.get("DEIA_VAR_DIR", _base / "var")) / "metrics")
+)
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("GUNICORN_WORKERS", 0)) or multiprocessing.cpu_count() * 2 + 1
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
+graceful_timeout = 30
+keepalive = 5
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 0))
+max_requests_jitter = max_requests // 10
+# X-Forwarded-Proto is believed only with TRUST_PROXY (as in Django's settings), and then
+# only from the proxy's own address.
+_trust_proxy = Env().bool("TRUST_PROXY", False)
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1") if _trust_proxy else ""
+if not _trust_proxy:
+    secure_scheme_headers: dict[str, str] = {}
+chdir = str(_base)
+wsgi_app = "deia.wsgi:application"
+proc_name = "deia-web"
+# gunicorn's control socket is one path per user: two instances (tests, a second site)
+# would fight over it, and nothing here uses it.
+control_socket_disable = True
+# The app logs one JSON line per request itself; set GUNICORN_ACCESSLOG=- to also log
+# gunicorn's own view of each request (requests refused before Django included).
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+access_log_format = (
+    '{"time":"%(t)s","level":"INFO","logger":"gunicorn.access","method":"%(m)s","path":"%(U)s",'
+    '"status":%(s)s,"duration_ms":%(M)s,"bytes":"%(B)s","request_id":"%({x-request-id}o)s",'
+    '"remote":"%(h)s","user_agent":"%(a)s"}'
+)
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# No server banner beyond the bare name.
+gunicorn.http.wsgi.SERVER = "deia"
+
+
+def on_starting(server) -> None:
+    # Stale files from a previous run would add old counts to new ones.
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

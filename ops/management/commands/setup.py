@@ -1,0 +1,88 @@
+"""Idempotent first-run setup: folders, migrations, static files, admin user, demo bot."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from ops.audit import audit
+
+
+def ensure_folders() -> None:
+    for folder in (
+        settings.VAR_DIR,
+        settings.BROKER_DIR / "queue",
+        settings.BROKER_DIR / "control",
+        settings.BACKUP_DIR,
+        settings.LOG_DIR,
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def ensure_admin() -> tuple[bool, str | None]:
+    """Create the admin once. Returns (created, generated password or None)."""
+    User = get_user_model()
+    username = settings.DEIA_ADMIN_USER
+    with transaction.atomic():
+        if User.objects.filter(username=username).exists():
+            return False, None
+        generated = None
+        password = settings.DEIA_ADMIN_PASSWORD
+        if password is None:
+            password = generated = secrets.token_urlsafe(12)
+        user = User.objects.create_superuser(username=username, email="", password=password)
+        audit("auth.user_create", actor="setup", target=username, details={"superuser": True, "user_id": user.pk})
+    return True, generated
+
+
+def ensure_demo_bot() -> bool:
+    from bots.models import Backend, Bot, DesiredState
+
+    with transaction.atomic():
+        bot, created = Bot.objects.get_or_create(
+            slug="demo",
+            defaults={
+                "name": "Demo bot",
+                "backend": Backend.ECHO,
+                "model_name": "echo",
+                "system_prompt": "You are the DEIA demo bot. You repeat what you are told.",
+                "desired_state": DesiredState.RUNNING,
+            },
+        )
+        if created:
+            audit("bot.create", actor="setup", target=bot.slug, details={"backend": bot.backend})
+    return created
+
+
+class Command(BaseCommand):
+    help = "Prepare this installation: folders, migrations, static files, admin user, demo bot. Safe to re-run."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--no-demo", action="store_true", help="do not create the demo bot")
+
+    def handle(self, *args, no_demo: bool = False, **options) -> None:
+        ensure_folders()
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        created, generated = ensure_admin()
+        demo = False if no_demo else ensure_demo_bot()
+        for hook in SETUP_HOOKS:
+            hook()
+        if generated:
+            self.stdout.write(
+                f"admin user '{settings.DEIA_ADMIN_USER}' created with password: {generated}  (shown once)"
+            )
+        self.stdout.write(
+            f"setup ok: database migrated, admin '{settings.DEIA_ADMIN_USER}' "
+            f"{'created' if created else 'present'}, "
+            f"demo bot {'created' if demo else 'present' if not no_demo else 'skipped'}"
+        )
+
+
+# Other parts add idempotent steps here (schedules, for example).
+SETUP_HOOKS: list = []

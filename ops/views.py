@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import ipaddress
+import secrets
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from ops.audit import client_ip
+from ops.health import CHECKS, run_checks
+
+
+@never_cache
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """Liveness: the process answers. Touches no dependency."""
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def health_check(request: HttpRequest, check: str) -> JsonResponse:
+    if check == "ready":
+        names = list(CHECKS)
+    elif check in CHECKS:
+        names = [check]
+    else:
+        return JsonResponse(
+            {"error": "unknown check", "detail": f"choose one of: {', '.join([*CHECKS, 'ready'])}"},
+            status=404,
+        )
+    results = run_checks(names)
+    ok = all(r.ok for r in results)
+    body = {"status": "ok" if ok else "error", "checks": {r.name: r.as_dict() for r in results}}
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    """Loopback (or METRICS_ALLOWED_CIDRS), or the METRICS_TOKEN as a bearer token."""
+    token = settings.METRICS_TOKEN
+    header = request.headers.get("Authorization", "")
+    if token and header.startswith("Bearer ") and secrets.compare_digest(header[7:].strip(), token):
+        return True
+    ip = client_ip(request)
+    if ip is None:
+        return False
+    address = ipaddress.ip_address(ip)
+    return any(address in network for network in settings.METRICS_ALLOWED_CIDRS)
+
+
+def forbidden() -> JsonResponse:
+    return JsonResponse(
+        {"error": "forbidden", "detail": "allowed from METRICS_ALLOWED_CIDRS or with the METRICS_TOKEN bearer token"},
+        status=403,
+    )
+
+
+@never_cache
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        return forbidden()
+    from ops.metrics import render_web_metrics
+
+    body, content_type = render_web_metrics()
+    return HttpResponse(body, content_type=content_type)

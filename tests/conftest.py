@@ -1,0 +1,97 @@
+"""Fixtures every suite shares: the real services, processes with finalizers, env for children."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.support.procs import PYTHON, Proc, free_port, http_ok, wait_for
+
+# Each area's shared fixtures live in its own plugin module.
+pytest_plugins = ["tests.plugins.lifecycle", "tests.plugins.observability", "tests.plugins.maintenance"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_services() -> None:
+    """The suite runs against PostgreSQL and Redis; a missing one fails the run, never skips."""
+    if not settings.DATABASE_IS_POSTGRES:
+        pytest.fail("DATABASE_URL must point at PostgreSQL for the test suite (make test sets it)", pytrace=False)
+    if not settings.REDIS_URL:
+        pytest.fail("REDIS_URL must be set for the test suite (make test sets it)", pytrace=False)
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis at {settings.REDIS_URL} is not answering: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def child_env(transactional_db, tmp_path: Path) -> dict[str, str]:
+    """Environment for a child process (gunicorn, worker, runner) using the test database."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        DEIA_VAR_DIR=str(tmp_path / "var"),
+        BACKUP_DIR=str(tmp_path / "backups"),
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    (tmp_path / "var").mkdir(exist_ok=True)
+    return env
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator:
+    """spawn(args, env, name) starts a process in its own session, stopped at teardown."""
+    procs: list[Proc] = []
+
+    def start(args: list[str], env: dict[str, str], name: str = "proc") -> Proc:
+        proc = Proc(args, env, tmp_path / f"{name}-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in reversed(procs):
+        proc.stop()
+
+
+@pytest.fixture
+def gunicorn(spawn, child_env):
+    """gunicorn(workers=2, **env) -> base URL of a real gunicorn serving the app."""
+
+    def start(workers: int = 2, **extra_env: str) -> str:
+        port = free_port()
+        env = {**child_env, **extra_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
+        proc = spawn([PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.wsgi"], env, "gunicorn")
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{url}/health") or not proc.running(), timeout=30, what="gunicorn /health")
+        assert proc.running(), proc.output()
+        start.proc = proc
+        return url
+
+    return start
+
+
+@pytest.fixture
+def hanging_server() -> Iterator:
+    from tests.support.procs import HangingServer
+
+    server = HangingServer()
+    yield server
+    server.close()

@@ -1,0 +1,3 @@
+"""Shared fixtures of the maintenance suites (registered in tests/conftest.py)."""
+
+from __future__ import annotations
