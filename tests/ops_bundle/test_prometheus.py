@@ -183,7 +183,7 @@ def test_every_alert_links_to_its_own_runbook_page_that_exists() -> None:
         path = urlparse(url).path
         assert "/docs/runbooks/" in path, url
         page = path.rsplit("/", 1)[1]
-        kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", rule["alert"]).lower()
+        kebab = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[a-z])(?=[0-9])", "-", rule["alert"]).lower()
         assert page == f"{kebab}.md", f"{rule['alert']}: runbook {page}, expected {kebab}.md"
         assert (RUNBOOKS / page).is_file(), f"{rule['alert']}: {RUNBOOKS / page} is missing"
 
@@ -232,6 +232,16 @@ def test_error_budget_burn_uses_the_workbook_windows_and_factors() -> None:
     assert "(3*0.005)" in squash["warning"] and "ratio_rate3d>0.005" in squash["warning"]
 
 
+def test_rule_tests_evaluate_recording_groups_before_alert_groups() -> None:
+    # promtool orders groups randomly unless told; alerts on recording rules then flake.
+    groups = [g["name"] for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"]]
+    recording = [g for f in RULE_FILES for g in yaml.safe_load(f.read_text())["groups"] if "alert" not in g["rules"][0]]
+    for path in RULE_TESTS:
+        order = yaml.safe_load(path.read_text()).get("group_eval_order", [])
+        assert sorted(order) == sorted(groups), f"{path.name}: group_eval_order must list every group"
+        assert order[: len(recording)] == [g["name"] for g in recording], f"{path.name}: recording groups first"
+
+
 def rule_test_cases() -> dict[str, dict[str, int]]:
     """alertname -> {"fires": n, "quiet": n} over every alert_rule_test of every file."""
     seen: dict[str, dict[str, int]] = {}
@@ -273,3 +283,24 @@ def test_rule_tests_cover_the_guides_counter_pitfall() -> None:
 def test_rule_files_are_listed_in_the_config() -> None:
     listed = yaml.safe_load(CONFIG.read_text())["rule_files"]
     assert sorted(Path(p).name for p in listed) == sorted(p.name for p in RULE_FILES)
+
+
+def test_runbook_links_between_pages_resolve() -> None:
+    broken = []
+    for page in RUNBOOKS.glob("*.md"):
+        for target in re.findall(r"\]\(([^)#:]+\.md)\)", page.read_text()):
+            if not (page.parent / target).is_file():
+                broken.append(f"{page.name} -> {target}")
+    assert not broken, broken
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in RUNBOOKS.glob("*.md") if p.name != "README.md"))
+def test_each_runbook_says_how_to_confirm_fix_and_verify(page: str) -> None:
+    text = (RUNBOOKS / page).read_text()
+    assert re.search(r"^## .*(Confirm|diagnosis)", text, re.M | re.I), f"{page}: no confirm/diagnosis section"
+    assert re.search(r"^## .*(Fix|recovery)", text, re.M | re.I), f"{page}: no fix section"
+    assert re.search(r"^## Verify recovery", text, re.M), f"{page}: no verify section"
+    # The guide's wrong commands may only be quoted in the "what changed" section.
+    body = text.split("## What changed from the guide")[0]
+    for wrong in ("deia-bot-controller", "npm ", ".sql.gz", "MAX_BOTS=0", "FROM pg_stat_statements"):
+        assert wrong not in body, f"{page}: {wrong!r}"
