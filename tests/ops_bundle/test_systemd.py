@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import configparser
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -95,7 +94,3 @@ def test_env_example_parses_and_names_the_multiprocess_dir() -> None:
     assert env["PROMETHEUS_MULTIPROC_DIR"] == "/run/deia/metrics"
     assert env["BACKUP_DIR"] == "/var/backups/deia"
     assert "SECRET_KEY" not in env, "the example reads the secret key from a file"
-
-
-def test_systemd_analyze_is_on_path_where_the_suite_runs() -> None:
-    assert shutil.which("systemd-analyze") or Path("/usr/bin/systemd-analyze").exists()
