@@ -1,0 +1,156 @@
+"""Benchmark of one bot runner: message-path overhead and resident memory (not a test).
+
+Starts a real `manage.py runbot` for a throw-away echo bot (a 0 ms LLM), then measures
+- the /chat round trip seen by a keep-alive client: 500 sequential chats, then
+  4 clients x 100 chats at once (p50/p95/p99, and throughput for the concurrent run);
+- the runner's VmRSS after start and after 200 chats.
+Prints a Markdown table. Needs a migrated database in DATABASE_URL, e.g.
+
+    env DATABASE_URL=postgres://deia:deia@127.0.0.1:5432/deia .venv/bin/python bench/runner_bench.py
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
+
+SEQUENTIAL = 500
+RSS_AFTER = 200
+CLIENTS, PER_CLIENT = 4, 100
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+SERVER_MS: list[float] = []  # latency_ms the runner itself reports (receipt to LLM answer)
+
+
+def chat(client: httpx.Client, url: str, conversation: str | None, i: int) -> float:
+    payload = {"message": f"benchmark message number {i}"}
+    if conversation:
+        payload["conversation"] = conversation
+    began = time.perf_counter()
+    response = client.post(f"{url}/chat", json=payload)
+    elapsed = (time.perf_counter() - began) * 1000
+    if response.status_code != 200:
+        raise RuntimeError(f"chat {i} failed: {response.status_code} {response.text}")
+    SERVER_MS.append(response.json()["latency_ms"])
+    return elapsed
+
+
+def start_runner(bot_id: int) -> tuple[subprocess.Popen, str]:
+    from tests.support.procs import free_port, http_ok, wait_for
+
+    port = free_port()
+    env = {**os.environ, "DB_POOL_MAX_SIZE": "4", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot", str(bot_id), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: http_ok(f"{url}/health") or proc.poll() is not None, timeout=30, what="runner /health")
+    if proc.poll() is not None:
+        raise RuntimeError(f"runner exited with {proc.returncode}")
+    return proc, url
+
+
+def main() -> None:
+    import django
+
+    django.setup()
+    from bots.models import Backend, Bot
+
+    bot = Bot.objects.create(
+        name=f"bench-{os.getpid()}", slug=f"bench-{os.getpid()}", backend=Backend.ECHO, model_name="echo"
+    )
+    proc = None
+    try:
+        started = time.perf_counter()
+        proc, url = start_runner(bot.pk)
+        start_seconds = time.perf_counter() - started
+        rss_start = rss_mib(proc.pid)
+        with httpx.Client(timeout=30) as client:
+            conversation = client.post(f"{url}/chat", json={"message": "warm up"}).json()["conversation"]
+            for i in range(20):
+                chat(client, url, conversation, i)
+            health = []
+            for _ in range(SEQUENTIAL):
+                began = time.perf_counter()
+                client.get(f"{url}/health")
+                health.append((time.perf_counter() - began) * 1000)
+            SERVER_MS.clear()
+            sequential = []
+            for i in range(SEQUENTIAL):
+                sequential.append(chat(client, url, conversation, i))
+                if i + 1 == RSS_AFTER:
+                    rss_after = rss_mib(proc.pid)
+
+        concurrent: list[float] = []
+        lock = threading.Lock()
+
+        def worker(n: int) -> None:
+            with httpx.Client(timeout=30) as client:
+                times = [chat(client, url, None, n * PER_CLIENT + i) for i in range(PER_CLIENT)]
+            with lock:
+                concurrent.extend(times)
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - began
+        rss_end = rss_mib(proc.pid)
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(15)
+        bot.delete()
+
+    print("| measure | value |")
+    print("| --- | --- |")
+    print(f"| runner start to healthy /health | {start_seconds * 1000:.0f} ms |")
+    for label, values in (
+        (f"{SEQUENTIAL} sequential chats", sequential),
+        (f"{CLIENTS}x{PER_CLIENT} concurrent", concurrent),
+    ):
+        p50, p95, p99 = (percentile(values, q) for q in (50, 95, 99))
+        print(f"| {label}: p50 / p95 / p99 | {p50:.2f} / {p95:.2f} / {p99:.2f} ms |")
+    print(f"| sequential mean | {statistics.mean(sequential):.2f} ms |")
+    p50, p95 = percentile(health, 50), percentile(health, 95)
+    print(f"| {SEQUENTIAL} sequential GET /health (HTTP alone): p50 / p95 | {p50:.2f} / {p95:.2f} ms |")
+    p50, p95 = percentile(SERVER_MS, 50), percentile(SERVER_MS, 95)
+    print(f"| runner-reported latency_ms, all chats: p50 / p95 | {p50:.0f} / {p95:.0f} ms |")
+    print(f"| concurrent throughput | {len(concurrent) / wall:.0f} chats/s |")
+    print(f"| VmRSS after start | {rss_start:.1f} MiB |")
+    print(f"| VmRSS after {RSS_AFTER} chats | {rss_after:.1f} MiB |")
+    print(f"| VmRSS after {SEQUENTIAL + 21 + CLIENTS * PER_CLIENT} chats | {rss_end:.1f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
