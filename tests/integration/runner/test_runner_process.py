@@ -146,3 +146,16 @@ def test_relay_chat_passes_the_runners_answer_through(make_bot, runner):
     assert body["request_id"] == "relay-1"
     status, body = relay_chat(bot, "", body["conversation"], "relay-2", timeout=5)
     assert status == 400
+
+
+def test_an_inherited_prometheus_multiproc_dir_is_ignored(make_bot, runner, tmp_path):
+    multiproc = tmp_path / "prometheus"
+    multiproc.mkdir()
+    bot = make_bot(backend="echo", model_name="echo")
+    url = runner(bot, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
+
+    httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+
+    assert f'deia_bot_messages_total{{bot="{bot.slug}"}} 1.0' in httpx.get(f"{url}/metrics").text
+    assert list(multiproc.iterdir()) == []  # nothing written into the web app's directory
+    assert httpx.get(f"{url}/health").json()["pid"] == url.proc.pid  # exec kept the pid
