@@ -38,6 +38,14 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def pss_mib(pid: int) -> float:
+    """Proportional set size: shared library pages split between the processes using them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss for pid {pid}")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -126,7 +134,7 @@ def main() -> int:
         for t in threads:
             t.join()
         wall = time.perf_counter() - began
-        rss_end = rss_mib(proc.pid)
+        rss_end, pss_end = rss_mib(proc.pid), pss_mib(proc.pid)
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -156,6 +164,7 @@ def main() -> int:
     print(f"| VmRSS after start | {rss_start:.1f} MiB |")
     print(f"| VmRSS after {RSS_AFTER} chats | {rss_after:.1f} MiB |")
     print(f"| VmRSS after {SEQUENTIAL + 21 + CLIENTS * PER_CLIENT} chats | {rss_end:.1f} MiB |")
+    print(f"| PSS at the end | {pss_end:.1f} MiB |")
     verdict = "met" if seq[1] < 20 else "NOT met"
     print(f"\nMessage-path overhead p95 {seq[1]:.2f} ms (target < 20 ms): {verdict}. ", end="")
     fleet = rss_end * 100 / 1024
