@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -21,9 +20,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from bots import lifecycle
 from bots.models import Bot, ChatMessage, Status
+from bots.runner.client import BAD_GATEWAY, UNAVAILABLE, relay_chat
 from bots.serializers import BotSerializer, ChatMessageSerializer, ErrorSerializer, SendMessageSerializer
 from ops.audit import client_ip
-from ops.logs import REQUEST_ID_HEADER
+from ops.logs import new_request_id
 
 log = logging.getLogger("deia.api")
 
@@ -157,30 +157,16 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(answer, status=code)
 
 
-_client: httpx.Client | None = None
-
-
-def _http() -> httpx.Client:
-    global _client  # one pooled client per process, made on first use
-    if _client is None:
-        _client = httpx.Client(timeout=httpx.Timeout(settings.BOT_CHAT_TIMEOUT, connect=2.0))
-    return _client
-
-
 def relay(bot: Bot, body: dict, request_id: str | None) -> tuple[int, dict]:
-    """POST the message to the runner's /chat; map its failures to 502/504."""
-    headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
-    try:
-        response = _http().post(f"http://{bot.address}/chat", json=body, headers=headers)
-    except httpx.TimeoutException as exc:
-        raise GatewayTimeout(f"Bot {bot.slug} did not answer within {settings.BOT_CHAT_TIMEOUT:g} s.") from exc
-    except httpx.HTTPError as exc:
-        raise BadGateway(f"Bot {bot.slug} is unreachable: {exc.__class__.__name__}.") from exc
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if response.status_code >= 500 or not isinstance(answer, dict):
-        log.warning("bot answered badly", extra={"bot": bot.slug, "status": response.status_code})
-        raise BadGateway(f"Bot {bot.slug} answered with status {response.status_code}.")
-    return response.status_code, answer
+    """Relay to the runner's /chat; unreachable -> 502, too slow -> 504 (BOT_CHAT_TIMEOUT)."""
+    code, answer = relay_chat(
+        bot, body["message"], body.get("conversation"), request_id or new_request_id(), settings.BOT_CHAT_TIMEOUT
+    )
+    if code == status.HTTP_504_GATEWAY_TIMEOUT:
+        raise GatewayTimeout(answer.get("detail") or GatewayTimeout.default_detail)
+    if code >= 500 and answer.get("error") in (None, UNAVAILABLE, BAD_GATEWAY):
+        # Unreachable, or an answer that is not the runner's own JSON error.
+        log.warning("bot answered badly", extra={"bot": bot.slug, "status": code, "error": answer.get("error")})
+        raise BadGateway(answer.get("detail") or BadGateway.default_detail)
+    # The runner's own answers (200, 400, 413, its 502 llm_error ...) pass through as they are.
+    return code, answer
