@@ -164,7 +164,9 @@ def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -
         bot.start_failures += 1
         bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
     bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
-    details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code}
+    retrying = bot.status == Status.CRASHED and bot.start_failures < settings.BOT_MAX_START_RETRIES
+    retry_in = backoff(bot.start_failures) if retrying else None
+    details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code, "retry_in": retry_in}
     record(bot, "bot.start_error", details={**details, "failures": bot.start_failures}, level=logging.WARNING)
     metrics.inc("deia_bot_starts_total", result="error")
     metrics.inc("deia_bot_start_errors_total")
@@ -225,7 +227,13 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
         record(
             bot,
             "bot.crash",
-            details={"pid": pid, "port": port, "reason": reason, "uptime_seconds": uptime},
+            details={
+                "pid": pid,
+                "port": port,
+                "reason": reason,
+                "uptime_seconds": uptime,
+                "retry_in": backoff(bot.start_failures),
+            },
             level=logging.WARNING,
         )
         metrics.inc("deia_bot_crashes_total")
