@@ -63,9 +63,26 @@ class ChatMessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class _StringOnly:
+    """JSON numbers are not silently turned into text or UUIDs."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_StringOnly, serializers.CharField):
+    default_error_messages = {"invalid": "Must be a string."}
+
+
+class StrictUUIDField(_StringOnly, serializers.UUIDField):
+    pass
+
+
 class SendMessageSerializer(serializers.Serializer):
-    message = serializers.CharField(trim_whitespace=False, allow_blank=False, max_length=MAX_MESSAGE_BYTES)
-    conversation = serializers.UUIDField(required=False, help_text="Continue this conversation; new one if absent")
+    message = StrictCharField(trim_whitespace=False, allow_blank=False, max_length=MAX_MESSAGE_BYTES)
+    conversation = StrictUUIDField(required=False, help_text="Continue this conversation; new one if absent")
 
     def validate_message(self, value: str) -> str:
         if not value.strip():
