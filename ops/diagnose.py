@@ -169,7 +169,7 @@ def _sessions(condition: str, since: str) -> list[tuple[int, float]]:
     for longer than SLOW_QUERY_SECONDS, measured from the column `since`."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT pid, extract(epoch FROM now() - {since}) FROM pg_stat_activity WHERE {OTHERS} "  # noqa: S608
+            f"SELECT pid, extract(epoch FROM now() - {since})::float FROM pg_stat_activity WHERE {OTHERS} "  # noqa: S608
             f"AND {condition} AND now() - {since} > make_interval(secs => %s) ORDER BY {since}",
             [settings.SLOW_QUERY_SECONDS],
         )

@@ -37,7 +37,7 @@ def _require_postgres() -> None:
 # --- database sessions ----------------------------------------------------------------
 IDLE_SESSIONS = """
 SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state_change,
-       extract(epoch FROM now() - a.state_change)
+       extract(epoch FROM now() - a.state_change)::float
 FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename
 WHERE a.datname = current_database() AND a.state = 'idle' AND a.pid <> pg_backend_pid()
   AND NOT r.rolsuper AND a.state_change < now() - make_interval(secs => %s)
@@ -88,7 +88,7 @@ def terminate_idle_connections(
 
 
 QUERY_OF = """
-SELECT pid, usename, application_name, state, extract(epoch FROM now() - query_start), left(query, 2000)
+SELECT pid, usename, application_name, state, extract(epoch FROM now() - query_start)::float, left(query, 2000)
 FROM pg_stat_activity
 WHERE pid = %s AND datname = current_database() AND pid <> pg_backend_pid()
 """
