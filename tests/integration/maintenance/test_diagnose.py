@@ -73,7 +73,7 @@ def test_an_unreachable_database_is_one_crit_line_and_exit_2(child_env, web_heal
     levels = {c["name"]: c for c in report["checks"]}
     assert levels["database"]["level"] == "CRIT"
     assert "Connection refused" in levels["database"]["value"]
-    assert levels["database"]["next_step"].startswith("runbook 3")
+    assert levels["database"]["next_step"].startswith("runbooks/postgres-down.md")
     assert [c["name"] for c in report["checks"] if c["level"] == "CRIT"] == ["database"]
     assert levels["last_backup"]["value"].startswith("not checked")
     assert levels["web"]["level"] == "OK"
@@ -86,8 +86,12 @@ def test_a_healthy_stack_is_all_ok_and_exit_0(child_env, gunicorn, redis_server,
     env.pop("CELERY_BROKER_URL", None)
     celery_worker(env, name="diag")
     web = gunicorn(workers=1, REDIS_URL=redis_url)
-    pinger = Celery(broker=redis_url)
-    wait_for(lambda: pinger.control.ping(timeout=0.5), timeout=60, what="the worker to answer a ping")
+    # An app of its own that must not become the current one (shared tasks would follow it).
+    pinger = Celery(broker=redis_url, set_as_current=False)
+    try:
+        wait_for(lambda: pinger.control.ping(timeout=0.5), timeout=60, what="the worker to answer a ping")
+    finally:
+        pinger.close()
     settings.BACKUP_DIR = Path(env["BACKUP_DIR"])
     assert maintenance.run("backup", actor="test").status == "ok"
     assert maintenance.run("verify_backup", actor="test").status == "ok"
