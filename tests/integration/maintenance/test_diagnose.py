@@ -91,6 +91,14 @@ def test_a_healthy_stack_is_all_ok_and_exit_0(child_env, gunicorn, redis_server,
     pinger = Celery(broker=redis_url, set_as_current=False)
     try:
         wait_for(lambda: pinger.control.ping(timeout=0.5), timeout=60, what="the worker to answer a ping")
+        # The worker runs maintenance tasks from their own queue, recorded like any run.
+        pinger.send_task("ops.tasks.db_report", kwargs={"actor": "beat-test"}, queue="maintenance")
+        run = wait_for(
+            lambda: MaintenanceRun.objects.filter(job="db_report", actor="beat-test").exclude(status="running").first(),
+            timeout=30,
+            what="the worker's db_report run",
+        )
+        assert run.status == "ok" and run.host
     finally:
         pinger.close()
     settings.BACKUP_DIR = Path(env["BACKUP_DIR"])
