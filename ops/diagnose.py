@@ -77,11 +77,17 @@ def check_web() -> Check:
             Level.CRIT,
             f"{url} unreachable: {type(exc).__name__}",
             "HTTP 200",
-            "runbook 1: is the web service running? check its journal, then restart it",
+            "runbooks/service-outage.md: systemctl status deia-web; journalctl -u deia-web -n 50",
         )
     ms = (time.perf_counter() - started) * 1000
     if response.status_code != 200:
-        return Check("web", Level.CRIT, f"{url} answered {response.status_code}", "HTTP 200", "runbook 1: web logs")
+        return Check(
+            "web",
+            Level.CRIT,
+            f"{url} answered {response.status_code}",
+            "HTTP 200",
+            "runbooks/service-outage.md: journalctl -u deia-web -n 50",
+        )
     return ok("web", f"{url} answered 200 in {ms:.0f} ms", "HTTP 200")
 
 
@@ -119,7 +125,7 @@ def check_database() -> Check:
             Level.CRIT,
             f"unreachable: {reason}",
             "SELECT 1 answers",
-            "runbook 3: systemctl status postgresql; check DATABASE_URL; psql -c 'SELECT 1'",
+            "runbooks/postgres-down.md: systemctl status postgresql; check DATABASE_URL",
         )
     ms = (time.perf_counter() - started) * 1000
     return _graded(
@@ -128,7 +134,7 @@ def check_database() -> Check:
         100,
         1000,
         f"connect and SELECT 1 in {ms:.1f} ms",
-        "runbook 3: look for load and slow queries",
+        "runbooks/database-connections.md: look for load and slow queries",
         below=False,
     )
 
@@ -152,7 +158,7 @@ def check_db_connections() -> Check:
         80,
         95,
         f"{used} of max_connections {limit} ({percent:.0f} %)",
-        "runbook 3: manage.py terminate_idle_connections --dry-run, then without --dry-run",
+        "runbooks/database-connections.md: manage.py terminate_idle_connections --dry-run, then without --dry-run",
         below=False,
     )
 
@@ -189,7 +195,7 @@ def check_slow_queries() -> Check:
         Level.WARN,
         f"{len(rows)} queries: {listed}",
         threshold,
-        f"runbook 3: manage.py cancel_query {rows[0][0]} (shows it), then --yes to cancel",
+        f"runbooks/database-connections.md: manage.py cancel_query {rows[0][0]} (shows it), then --yes to cancel",
     )
 
 
@@ -226,7 +232,7 @@ def check_redis() -> Check:
             Level.CRIT,
             f"unreachable: {exc}",
             "PING answers",
-            "runbook 2: systemctl status redis-server; check REDIS_URL",
+            "runbooks/redis-down.md: systemctl status redis-server; check REDIS_URL",
         )
     finally:
         client.close()
@@ -239,7 +245,7 @@ def check_redis() -> Check:
             Level.WARN,
             f"{used / 1048576:.1f} MiB used, no maxmemory (policy {policy})",
             "maxmemory set, an evicting policy",
-            f"runbook 2: redis-cli CONFIG SET maxmemory 256mb; {policy_step}",
+            f"runbooks/redis-memory-near-max.md: redis-cli CONFIG SET maxmemory 256mb; {policy_step}",
         )
     percent = 100.0 * used / limit
     check = _graded(
@@ -248,11 +254,11 @@ def check_redis() -> Check:
         80,
         95,
         f"{used / 1048576:.1f} of {limit / 1048576:.0f} MiB ({percent:.0f} %), policy {policy}",
-        "runbook 2: manage.py clear_cache --yes, or raise maxmemory",
+        "runbooks/redis-memory-near-max.md: manage.py clear_cache --yes, or raise maxmemory",
         below=False,
     )
     if check.level == Level.OK and policy == "noeviction":
-        check.level, check.next_step = Level.WARN, f"runbook 2: {policy_step}"
+        check.level, check.next_step = Level.WARN, f"runbooks/redis-memory-near-max.md: {policy_step}"
         check.threshold += ", an evicting policy"
     return check
 
@@ -290,7 +296,7 @@ def check_workers() -> Check:
             Level.WARN,
             "no worker answered a ping",
             "at least one answers",
-            "start the worker services (queues bots and maintenance) and check their logs",
+            "systemctl status deia-worker deia-maintenance; journalctl -u deia-worker -n 50",
         )
     return ok("workers", f"{len(names)} answered: {', '.join(names)}", "at least one answers")
 
@@ -312,7 +318,7 @@ def check_llm() -> Check:
             Level.CRIT,
             f"{settings.OLLAMA_URL} unreachable: {type(exc).__name__}",
             "/api/tags answers",
-            "runbook 4: systemctl status ollama; curl $OLLAMA_URL/api/tags",
+            "runbooks/deia-llm-backend-down.md: systemctl status ollama; curl $OLLAMA_URL/api/tags",
         )
     missing = sorted(
         f"{slug}: {model}"
@@ -373,7 +379,7 @@ def check_memory() -> Check:
         settings.DIAGNOSE_MEMORY_WARN_PERCENT,
         settings.DIAGNOSE_MEMORY_CRIT_PERCENT,
         f"{percent:.0f} % available ({available / 1048576:.1f} of {total / 1048576:.1f} GiB)",
-        "runbook 2: ps aux --sort=-%mem | head; manage.py stop_least_used --keep N",
+        "runbooks/high-memory-usage.md: ps aux --sort=-%mem | head; manage.py stop_least_used --keep N",
         below=True,
     )
 
@@ -388,7 +394,7 @@ def check_last_backup() -> Check:
 
     limit = settings.DIAGNOSE_BACKUP_MAX_AGE_HOURS
     threshold = f"crit > {limit:g} h"
-    step = "manage.py backup; check the maintenance worker, beat and BACKUP_DIR (MaintenanceRun admin)"
+    step = "manage.py backup; check deia-maintenance, deia-beat and BACKUP_DIR (runbooks/deia-backup-too-old.md)"
     run = last_success("backup")
     if run is None:
         return Check("last_backup", Level.CRIT, "no good backup recorded", threshold, step)
@@ -433,7 +439,7 @@ def check_audit_errors() -> Check:
         Level.WARN,
         f"{count} in the last 24 h (latest {latest.action} {latest.target})",
         "0",
-        "runbook 4: admin audit log filtered on the action, or SELECT ... FROM audit_logs WHERE action LIKE '%error%'",
+        "runbooks/high-error-rate.md: the admin's audit log, filtered on the action",
     )
 
 

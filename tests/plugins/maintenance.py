@@ -103,8 +103,8 @@ def redis_server(spawn, tmp_path: Path):
 
 
 @pytest.fixture
-def celery_worker(spawn):
-    """celery_worker(env) -> a real worker on queues bots and maintenance, answering pings."""
+def maintenance_worker(spawn):
+    """maintenance_worker(env) -> a real worker on queues bots and maintenance, answering pings."""
 
     def start(env: dict[str, str], name: str = "maint") -> None:
         args = [PYTHON, "-m", "celery", "-A", "deia", "worker", "-Q", "bots,maintenance", "-c", "1"]

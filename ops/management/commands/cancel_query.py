@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from django.core.management.base import BaseCommand, CommandError
 
 from ops.maintenance.command import cli_actor
@@ -20,10 +22,17 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"pid {query['pid']} {query['user']} {query['state']} for {query['seconds']:g} s: {query['query']}"
             )
-            if not yes:
+            if not yes and not _confirmed():
                 self.stdout.write("not cancelled: add --yes to cancel it")
                 return
             result = cancel_query(pid, min_seconds=min_seconds, actor=cli_actor())
         except RemediationError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"cancel of pid {pid} {'sent' if result['cancelled'] else 'failed (already finished?)'}")
+
+
+def _confirmed() -> bool:
+    """Ask at a terminal; a script without --yes never cancels anything."""
+    if not sys.stdin.isatty():
+        return False
+    return input("cancel it? [y/N] ").strip().lower() in ("y", "yes")

@@ -22,6 +22,7 @@ from ops.diagnose import (
     check_bots,
     check_last_backup,
     check_last_restore_check,
+    check_llm,
     check_slow_queries,
     run_diagnose,
 )
@@ -73,21 +74,33 @@ def test_an_unreachable_database_is_one_crit_line_and_exit_2(child_env, web_heal
     levels = {c["name"]: c for c in report["checks"]}
     assert levels["database"]["level"] == "CRIT"
     assert "Connection refused" in levels["database"]["value"]
-    assert levels["database"]["next_step"].startswith("runbook 3")
+    assert levels["database"]["next_step"].startswith("runbooks/postgres-down.md")
     assert [c["name"] for c in report["checks"] if c["level"] == "CRIT"] == ["database"]
     assert levels["last_backup"]["value"].startswith("not checked")
     assert levels["web"]["level"] == "OK"
 
 
-def test_a_healthy_stack_is_all_ok_and_exit_0(child_env, gunicorn, redis_server, celery_worker, settings):
+def test_a_healthy_stack_is_all_ok_and_exit_0(child_env, gunicorn, redis_server, maintenance_worker, settings):
     # A Redis of our own, configured as the runbook asks (maxmemory and an evicting policy).
     redis_url = redis_server("--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru", "--save", "")
     env = {**child_env, "REDIS_URL": redis_url}
     env.pop("CELERY_BROKER_URL", None)
-    celery_worker(env, name="diag")
+    maintenance_worker(env, name="diag")
     web = gunicorn(workers=1, REDIS_URL=redis_url)
-    pinger = Celery(broker=redis_url)
-    wait_for(lambda: pinger.control.ping(timeout=0.5), timeout=60, what="the worker to answer a ping")
+    # An app of its own that must not become the current one (shared tasks would follow it).
+    pinger = Celery(broker=redis_url, set_as_current=False)
+    try:
+        wait_for(lambda: pinger.control.ping(timeout=0.5), timeout=60, what="the worker to answer a ping")
+        # The worker runs maintenance tasks from their own queue, recorded like any run.
+        pinger.send_task("ops.tasks.db_report", kwargs={"actor": "beat-test"}, queue="maintenance")
+        run = wait_for(
+            lambda: MaintenanceRun.objects.filter(job="db_report", actor="beat-test").exclude(status="running").first(),
+            timeout=30,
+            what="the worker's db_report run",
+        )
+        assert run.status == "ok" and run.host
+    finally:
+        pinger.close()
     settings.BACKUP_DIR = Path(env["BACKUP_DIR"])
     assert maintenance.run("backup", actor="test").status == "ok"
     assert maintenance.run("verify_backup", actor="test").status == "ok"
@@ -159,3 +172,15 @@ def test_the_health_report_records_the_checks_and_fails_on_a_critical(settings, 
     run.refresh_from_db()
     assert run.status == "failed" and "CRIT last_backup" in run.summary
     assert {c["name"] for c in run.details["checks"]} >= {"database", "last_backup"}
+
+
+def test_the_llm_check_finds_each_ollama_bots_model_or_says_which_is_missing(settings, fake_ollama):
+    settings.OLLAMA_URL = fake_ollama.url
+    assert check_llm().level == Level.OK  # no ollama bot: nothing to ask
+    Bot.objects.create(name="A", slug="a", backend=Backend.OLLAMA, model_name="llama3.2")  # means :latest
+    assert check_llm().level == Level.OK
+    Bot.objects.create(name="B", slug="b", backend=Backend.OLLAMA, model_name="mistral:7b")
+    result = check_llm()
+    assert result.level == Level.WARN and "b: mistral:7b" in result.value and "ollama pull" in result.next_step
+    settings.OLLAMA_URL = f"http://127.0.0.1:{free_port()}"
+    assert check_llm().level == Level.CRIT

@@ -161,3 +161,67 @@ def test_freeze_and_unfreeze_are_stored_audited_and_idempotent():
     assert actions[1][0] == "ops.unfreeze_starts" and actions[1][1].startswith("cli")
     assert len(actions) == 2
     assert unfreeze_starts(actor="alice") is False
+
+
+def test_the_freeze_refuses_a_start_and_the_refusal_is_audited(redis_client):
+    from bots.lifecycle import StartRefused, request_start
+    from bots.models import Backend, Bot, DesiredState
+
+    bot = Bot.objects.create(name="Support", slug="support", backend=Backend.ECHO, model_name="echo")
+    call_command("freeze_starts")
+    with pytest.raises(StartRefused, match="frozen"):
+        request_start(bot, actor="alice")
+    bot.refresh_from_db()
+    assert bot.desired_state == DesiredState.STOPPED
+    refused = AuditLog.objects.get(action="bot.start_refused")
+    assert refused.actor == "alice" and "frozen" in refused.details["reason"]
+    call_command("unfreeze_starts")  # takes effect at once, no restart
+    request_start(bot, actor="alice")
+    bot.refresh_from_db()
+    assert bot.desired_state == DesiredState.RUNNING
+
+
+def test_stop_least_used_stops_the_quietest_running_bots_down_to_the_target(redis_client, capsys):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from bots.models import Backend, Bot, ChatMessage, DesiredState, Role, Status
+
+    def running(slug: str, recent: int, old: int = 0) -> Bot:
+        bot = Bot.objects.create(name=slug, slug=slug, backend=Backend.ECHO, desired_state=DesiredState.RUNNING)
+        Bot.objects.filter(pk=bot.pk).update(status=Status.RUNNING, started_at=timezone.now())
+        for i in range(recent):
+            ChatMessage.objects.create(bot=bot, role=Role.USER, content=str(i))
+        for i in range(old):  # busy two hours ago: does not count
+            ChatMessage.objects.create(
+                bot=bot, role=Role.USER, content=str(i), created_at=timezone.now() - timedelta(hours=2)
+            )
+        return bot
+
+    running("busy", 9)
+    running("steady", 5)
+    running("quiet", 1, old=50)
+    running("idle", 0)
+    Bot.objects.create(name="off", slug="off", backend=Backend.ECHO)  # not running: not counted
+
+    call_command("stop_least_used", "--keep", "2")
+
+    assert "stopping 2 bots to keep 2: idle, quiet" in capsys.readouterr().out
+    desired = dict(Bot.objects.values_list("slug", "desired_state"))
+    assert desired == {
+        "busy": DesiredState.RUNNING,
+        "steady": DesiredState.RUNNING,
+        "quiet": DesiredState.STOPPED,
+        "idle": DesiredState.STOPPED,
+        "off": DesiredState.STOPPED,
+    }
+    assert sorted(AuditLog.objects.filter(action="bot.stop").values_list("target", flat=True)) == ["idle", "quiet"]
+    summary = AuditLog.objects.get(action="ops.stop_least_used")
+    assert summary.actor.startswith("cli") and summary.details["running_before"] == 4
+    assert summary.details["stopped"] == [
+        {"bot": "idle", "messages_last_hour": 0},
+        {"bot": "quiet", "messages_last_hour": 1},
+    ]
+    with pytest.raises(CommandError, match="0 or more"):
+        call_command("stop_least_used", "--keep", "-1")
