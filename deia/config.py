@@ -156,10 +156,14 @@ class Env:
             # must stay 0 with it. A bounded wait turns an exhausted pool into an error.
             options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": 10})
             options.setdefault("connect_timeout", 5)
+            # Names our sessions in pg_stat_activity (diagnose, the idle-connection remedy).
+            options.setdefault("application_name", "deia")
             config["OPTIONS"] = options
             config["ENGINE"] = "django_prometheus.db.backends.postgresql"
             config["CONN_MAX_AGE"] = 0
-            config["CONN_HEALTH_CHECKS"] = False
+            # The pool checks a connection before handing it out, so one killed by the
+            # idle-connection remedy or a PostgreSQL restart is replaced, not an error.
+            config["CONN_HEALTH_CHECKS"] = True
             return config
         if scheme == "sqlite":
             # sqlite:////abs/path.sqlite3 is absolute, sqlite:///rel.sqlite3 relative.
