@@ -216,7 +216,7 @@ def render_web_metrics() -> tuple[bytes, str]:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         # process_* of the worker that answered: the multiprocess collector has none.
-        extra.register(ProcessCollector())
+        ProcessCollector(registry=extra)
     else:
         registry = REGISTRY
     return generate_latest(registry) + generate_latest(extra), CONTENT_TYPE_LATEST

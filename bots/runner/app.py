@@ -66,9 +66,6 @@ class RunnerApp:
                 ("Content-Length", str(len(body))),
                 (REQUEST_ID_HEADER, request_id),
             ]
-            if self.draining.is_set():
-                # Keep-alive clients must reconnect elsewhere: this process is going away.
-                headers.append(("Connection", "close"))
             start_response(f"{status} {HTTPStatus(status).phrase}", headers)
             # One line per request, never the message content.
             log.info(

@@ -103,6 +103,9 @@ def _answer(ctx: BotContext, message: str, conversation: uuid.UUID, request_id: 
         error = ""
     except LLMError as exc:
         reply, error = None, str(exc) or type(exc).__name__
+    except Exception as exc:  # a client bug is still a failed answer: stored and counted
+        log.exception("llm backend raised unexpectedly")
+        reply, error = None, f"unexpected {type(exc).__name__} in the {ctx.backend.name} backend: {exc}"
     finally:
         LLM_SECONDS.observe(time.perf_counter() - llm_started)
     latency_ms = round((time.perf_counter() - started) * 1000)

@@ -145,10 +145,15 @@ class Runner:
         return [d for d in list(self.map.values()) if isinstance(d, BaseWSGIServer)]
 
     def _busy(self) -> bool:
-        if self.app.inflight:
-            return True
-        channels = [d for d in list(self.map.values()) if isinstance(d, HTTPChannel)]
-        return any(ch.requests or ch.total_outbufs_len for ch in channels)
+        """True while a request is being served or its answer is still being sent."""
+        busy = self.app.inflight > 0
+        for channel in [d for d in list(self.map.values()) if isinstance(d, HTTPChannel)]:
+            if channel.requests or channel.total_outbufs_len:
+                busy = True
+            else:
+                # An idle keep-alive connection: close it so its client reconnects elsewhere.
+                channel.will_close = True
+        return busy
 
     def _shutdown(self) -> None:
         dispatcher = getattr(self.server, "task_dispatcher", None)

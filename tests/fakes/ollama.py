@@ -100,7 +100,10 @@ class FakeOllama:
 
     # --- lifecycle -----------------------------------------------------------------
     def start(self) -> FakeOllama:
-        self._thread = threading.Thread(target=self.server.serve_forever, name="fake-ollama", daemon=True)
+        # A short poll interval keeps stop() (and so each test's teardown) quick.
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-ollama", daemon=True
+        )
         self._thread.start()
         return self
 
