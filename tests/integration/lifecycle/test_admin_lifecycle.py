@@ -67,10 +67,10 @@ def test_the_bot_page_shows_the_process_and_the_recent_messages(admin_client, dj
     assert 'name="desired_state"' not in text  # changed only through the audited actions
 
 
-def test_deleting_a_running_bot_in_the_admin_stops_its_process_first(admin_client, celery_worker):
+def test_deleting_a_running_bot_in_the_admin_stops_its_process_first(admin_client, bot_worker):
     from bots import lifecycle
 
-    celery_worker("host-a")
+    bot_worker("host-a")
     bot = Bot.objects.create(name="Doomed", slug="doomed")
     lifecycle.request_start(bot, actor="test")
     wait_for(lambda: Bot.objects.get(pk=bot.pk).status == Status.RUNNING, timeout=30, what="bot running")

@@ -35,8 +35,8 @@ def test_botctl_refuses_an_unknown_bot_and_a_refused_start_with_one_line(setting
         call_command("botctl", "start", "support")
 
 
-def test_shutdown_host_stops_this_hosts_bots_and_keeps_their_desired_state(celery_worker):
-    worker = celery_worker("host-a")
+def test_shutdown_host_stops_this_hosts_bots_and_keeps_their_desired_state(bot_worker):
+    worker = bot_worker("host-a")
     bot = Bot.objects.create(name="Support", slug="support")
     lifecycle.request_start(bot, actor="test")
     wait_for(lambda: Bot.objects.get(pk=bot.pk).status == Status.RUNNING, timeout=30, what="running")
