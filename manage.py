@@ -7,7 +7,13 @@ import sys
 
 
 def main() -> None:
+    import os
+
     from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode
+
+    if sys.argv[1:2] == ["runbot"]:
+        # A bot runner loads only the apps it needs (deia/settings_runner.py).
+        os.environ["DJANGO_SETTINGS_MODULE"] = "deia.settings_runner"
 
     leave_metrics_multiprocess_mode()
     import_settings_or_exit()

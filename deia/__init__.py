@@ -1,5 +1,2 @@
-from __future__ import annotations
-
-from deia.celery import app as celery_app
-
-__all__ = ["celery_app"]
+# The Celery app is loaded by deia.apps.DeiaConfig.ready() in every process that runs the
+# full settings, and found by `celery -A deia` as deia.celery.app; bot runners skip it.

@@ -31,6 +31,7 @@ TRUST_PROXY = env.bool("TRUST_PROXY", False)
 HOSTNAME = env.str("DEIA_HOSTNAME", socket.gethostname())
 
 INSTALLED_APPS = [
+    "deia.apps.DeiaConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
