@@ -22,6 +22,8 @@ _base = Path(__file__).resolve().parent.parent
 _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", str(Path(os.environ.get("DEIA_VAR_DIR", _base / "var")) / "metrics")
 )
+# Workers export process_* for the master and each other (ops.metrics.WebProcessesCollector).
+os.environ["DEIA_WEB_MASTER_PID"] = str(os.getpid())
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", 0)) or multiprocessing.cpu_count() * 2 + 1

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from django.conf import settings
 from django.core.signals import request_finished
@@ -31,7 +32,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from ops.models import MetricValue
@@ -300,6 +301,41 @@ class _WebOnly:
                     yield family
 
 
+class WebProcessesCollector:
+    """process_* of the gunicorn master and each live worker, labelled by pid.
+
+    One worker's figures would jump between workers from scrape to scrape (the CPU counter
+    would run backwards); a series per pid is a true counter, and sum() over pids gives
+    the whole web's CPU and memory. A pid changes only when a worker is replaced.
+    """
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+
+    def pids(self) -> list[int]:
+        try:
+            children = Path(f"/proc/{self.master}/task/{self.master}/children").read_text().split()
+        except OSError:
+            return [os.getpid()]
+        return [self.master, *(int(pid) for pid in children)]
+
+    def collect(self):
+        merged: dict[str, Metric] = {}
+        for pid in self.pids():
+            for family in ProcessCollector(pid=lambda pid=pid: pid, registry=None).collect():
+                target = merged.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    target.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
+        yield from merged.values()
+
+
+def _process_collector():
+    master = os.environ.get("DEIA_WEB_MASTER_PID", "")
+    if master.isdigit() and int(master) == os.getppid():
+        return WebProcessesCollector(int(master))
+    return ProcessCollector(registry=None)
+
+
 def render_web_metrics() -> tuple[bytes, str]:
     refresh_health()
     update_pool_gauges()
@@ -310,8 +346,8 @@ def render_web_metrics() -> tuple[bytes, str]:
         files = CollectorRegistry()
         MultiProcessCollector(files)
         source = _WebOnly(files)
-        # process_* of the worker that answered: the multiprocess collector has none.
-        extra.register(ProcessCollector())
+        # The multiprocess collector has no process_* of its own.
+        extra.register(_process_collector())
     else:
         source = _WebOnly(REGISTRY, WEB_REGISTRY)
     return generate_latest(source) + generate_latest(extra), CONTENT_TYPE_LATEST
