@@ -59,7 +59,8 @@ format:
 
 bench: venv
 	scripts/services.sh
-	env $(TEST_ENV) $(PY) bench/run.py
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
+	env $(TEST_ENV) $(PY) bench/run.py $(BENCH)
 
 clean:
 	rm -rf var/test-* .pytest_cache

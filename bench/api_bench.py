@@ -1,0 +1,112 @@
+"""The bot list API against a bare Django view, under gunicorn, measured with wrk.
+
+Targets (ARCHITECTURE.md): GET /api/bots at >= 0.8x the bare view's throughput, API p95
+< 20 ms. wrk runs closed-loop at saturation, so the p95 it reports is an upper bound for
+the p95 at the guide's 500 req/s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from bots.models import Bot  # noqa: E402
+
+LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT rps=%.1f p50=%.3f p95=%.3f p99=%.3f errors=%d\\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.timeout))
+end
+"""
+
+
+def wrk(url: str, script: Path, headers: dict[str, str], seconds: int = 10, connections: int = 16) -> dict[str, float]:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
+    for name, value in headers.items():
+        args[1:1] = ["-H", f"{name}: {value}"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    match = re.search(r"RESULT (.*)", out)
+    assert match, out
+    return {k: float(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+
+
+def main() -> int:
+    if not shutil.which("wrk"):
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 1
+    user, _ = get_user_model().objects.get_or_create(username="bench-api", defaults={"is_staff": True})
+    token, _ = Token.objects.get_or_create(user=user)
+    made = []
+    for i in range(10 - Bot.objects.count()):
+        made.append(Bot.objects.create(name=f"bench-bot-{i}", slug=f"bench-bot-{i}").pk)
+    port = 18990
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    env["DEIA_VAR_DIR"] = tempfile.mkdtemp(prefix="deia-bench-")
+    env["LOG_LEVEL"] = "WARNING"
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.wsgi"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not come up")
+            time.sleep(0.1)
+        auth = {"Authorization": f"Token {token.key}"}
+        assert httpx.get(f"{base}/api/bots", headers=auth).status_code == 200
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(LUA)
+        script = Path(f.name)
+        wrk(f"{base}/bench/bare", script, {}, seconds=3)  # warm-up
+        bare = wrk(f"{base}/bench/bare", script, {})
+        api = wrk(f"{base}/api/bots", script, auth)
+        ratio = api["rps"] / bare["rps"]
+        print("## API throughput (bench/api_bench.py)\n")
+        print("gunicorn with the default worker count (2 x cores + 1, sync), 10 bots, wrk -t2 -c16 -d10s.\n")
+        print("| endpoint | req/s | p50 ms | p95 ms | p99 ms | errors |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, r in (("bare Django view, 10 rows", bare), ("GET /api/bots (token auth)", api)):
+            print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
+        verdict = "met" if ratio >= 0.8 and api["p95"] < 20 else "NOT met"
+        print(f"\nAPI/bare throughput ratio {ratio:.2f} (target >= 0.8); ", end="")
+        print(f"API p95 {api['p95']:.2f} ms (target < 20): {verdict}.")
+        return 0
+    finally:
+        os.killpg(web.pid, 15)
+        web.wait(30)
+        Bot.objects.filter(pk__in=made).delete()
+        shutil.rmtree(env["DEIA_VAR_DIR"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

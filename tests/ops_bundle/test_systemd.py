@@ -1,0 +1,96 @@
+"""systemd units of web, workers and beat: they verify and carry the settings we rely on."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+
+from .tools import DEPLOY, run
+
+SYSTEMD = DEPLOY / "systemd"
+UNITS = ["deia-web.service", "deia-worker.service", "deia-maintenance.service", "deia-beat.service"]
+
+
+def unit(name: str) -> dict[str, list[str]]:
+    """Directive -> values of a unit's [Service] section (a directive may repeat)."""
+    values: dict[str, list[str]] = {}
+    section = None
+    for line in (SYSTEMD / name).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        values.setdefault(f"{section}.{key}", []).append(value)
+    return values
+
+
+def test_systemd_analyze_verify_passes(systemd_analyze: str, tmp_path: Path) -> None:
+    # verify insists that ExecStart binaries exist; the app's are in /opt/deia, which a
+    # test machine lacks. Verify copies whose /opt/deia paths point at stand-ins.
+    stand_ins = tmp_path / "bin"
+    stand_ins.mkdir()
+    for binary in ("gunicorn", "celery"):
+        (stand_ins / binary).write_text("#!/bin/sh\n")
+        (stand_ins / binary).chmod(0o755)
+    for name in UNITS:
+        text = (SYSTEMD / name).read_text().replace("/opt/deia/.venv/bin/", f"{stand_ins}/")
+        (tmp_path / name).write_text(text)
+    result = run([systemd_analyze, "verify", *(str(tmp_path / n) for n in UNITS)], cwd=tmp_path)
+    # verify exits 0 on unknown keys and bad values; any complaint is a failure here.
+    assert result.returncode == 0 and not result.stderr.strip() and not result.stdout.strip(), (
+        result.stdout + result.stderr
+    )
+
+
+def test_the_stand_in_rewrite_keeps_every_exec_path_absolute() -> None:
+    for name in UNITS:
+        for key, values in unit(name).items():
+            if key.startswith("Service.Exec"):
+                for value in values:
+                    assert value.lstrip("-+!@:").startswith("/"), (name, key, value)
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_each_unit_restarts_on_failure_with_limits_env_and_a_dedicated_user(name: str) -> None:
+    u = unit(name)
+    assert u["Service.Restart"] == ["on-failure"]
+    assert u["Service.LimitNOFILE"] == ["65536"]
+    assert u["Service.EnvironmentFile"] == ["/etc/deia/deia.env"]
+    assert u["Service.User"] == ["deia"] and u["Service.Group"] == ["deia"]
+    assert u["Service.WorkingDirectory"] == ["/opt/deia"]
+    assert u["Install.WantedBy"] == ["multi-user.target"]
+
+
+def test_web_runs_gunicorn_with_the_shared_config_and_a_wiped_tmpfs_metrics_dir() -> None:
+    u = unit("deia-web.service")
+    assert u["Service.ExecStart"] == ["/opt/deia/.venv/bin/gunicorn -c /opt/deia/deploy/gunicorn.conf.py deia.wsgi"]
+    assert "deia/metrics" in u["Service.RuntimeDirectory"][0].split()
+    assert "Service.RuntimeDirectoryPreserve" not in u, "the metrics dir must not survive a stop"
+    assert u["Service.Environment"] == ["PROMETHEUS_MULTIPROC_DIR=/run/deia/metrics"]
+    assert any("/run/deia/metrics" in v and "-delete" in v for v in u["Service.ExecStartPre"])
+
+
+def test_celery_units_run_their_queues() -> None:
+    worker = unit("deia-worker.service")["Service.ExecStart"][0]
+    assert re.search(r"celery -A deia worker --queues bots,host\.%H\b", worker)
+    assert unit("deia-worker.service")["Service.KillMode"] == ["process"], "a worker restart must not kill bots"
+    maintenance = unit("deia-maintenance.service")["Service.ExecStart"][0]
+    assert "--queues maintenance" in maintenance and "--concurrency 1" in maintenance
+    beat = unit("deia-beat.service")["Service.ExecStart"][0]
+    assert "beat -S django_celery_beat.schedulers:DatabaseScheduler" in beat
+
+
+def test_env_example_parses_and_names_the_multiprocess_dir() -> None:
+    parser = configparser.ConfigParser()
+    parser.optionxform = str
+    parser.read_string("[env]\n" + (SYSTEMD / "deia.env.example").read_text())
+    env = parser["env"]
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == "/run/deia/metrics"
+    assert env["BACKUP_DIR"] == "/var/backups/deia"
+    assert "SECRET_KEY" not in env, "the example reads the secret key from a file"
