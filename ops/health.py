@@ -51,6 +51,8 @@ def check_cache() -> str:
     if cache.get(key) != "1":
         raise RuntimeError("value written to the cache was not read back")
     cache.delete(key)
+    if cache.get(key) is not None:
+        raise RuntimeError("value deleted from the cache was still read back")
     return ""
 
 
