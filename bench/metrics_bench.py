@@ -28,23 +28,11 @@ import django  # noqa: E402
 django.setup()
 
 from bots.models import Bot, Status  # noqa: E402
+from tests.support.procs import http_ok, wait_for  # noqa: E402
 
 BOTS = 100
 SCRAPES = 200
 WORKERS = 3
-
-
-def wait_up(base: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("gunicorn did not come up")
-        time.sleep(0.1)
 
 
 def main() -> int:
@@ -71,7 +59,7 @@ def main() -> int:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_up(base)
+        wait_for(lambda: http_ok(f"{base}/health"), timeout=30, what="gunicorn /health")
         with httpx.Client(timeout=10) as client:
             for _ in range(4 * WORKERS):  # every worker answers once and has its health results
                 client.get(f"{base}/api/prometheus/targets")
