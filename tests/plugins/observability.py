@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from pathlib import Path
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.procs import free_port, http_ok, wait_for
 
 # The metric contract (ARCHITECTURE.md): sample names a scrape must contain, exactly.
 WEB_CONTRACT = (
@@ -67,3 +75,80 @@ def scrape(url: str, **kwargs) -> dict[tuple[str, frozenset], float]:
     response = httpx.get(f"{url}/metrics", timeout=10, **kwargs)
     assert response.status_code == 200, response.text
     return parse_samples(response.text)
+
+
+# --- a real Prometheus (Debian's package), started by the test on a loopback port ---------
+def deia_scrape_configs(web_url: str, token: str | None = None) -> list[dict]:
+    """The shipped jobs (deploy/prometheus/prometheus.yml) pointed at a test gunicorn, every second."""
+    host = web_url.removeprefix("http://")
+    auth = {"authorization": {"type": "Bearer", "credentials": token}} if token else {}
+    return [
+        {"job_name": "deia-web", "metrics_path": "/metrics", "static_configs": [{"targets": [host]}], **auth},
+        {
+            "job_name": "deia-bots",
+            "metrics_path": "/metrics",
+            "honor_labels": True,
+            "http_sd_configs": [{"url": f"{web_url}/api/prometheus/targets", "refresh_interval": "1s", **auth}],
+        },
+    ]
+
+
+@pytest.fixture
+def prometheus(spawn, tmp_path: Path):
+    """prometheus(scrape_configs) -> URL of a real Prometheus scraping every second (stopped at teardown)."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.fail("prometheus is not installed (apt-get install prometheus); this test never skips", pytrace=False)
+    started: list[int] = []
+
+    def start(scrape_configs: list[dict]) -> str:
+        workdir = tmp_path / f"prometheus-{len(started)}"
+        workdir.mkdir()
+        config = {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": scrape_configs,
+        }
+        # YAML is a superset of JSON: no YAML writer needed.
+        (workdir / "prometheus.yml").write_text(json.dumps(config, indent=2))
+        port = free_port()
+        proc = spawn(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            dict(os.environ),
+            "prometheus",
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: http_ok(f"{url}/-/ready") or not proc.running(), timeout=30, what="Prometheus /-/ready")
+        assert proc.running(), proc.output()
+        started.append(port)
+        return url
+
+    return start
+
+
+def prom_query(url: str, expr: str) -> list[dict]:
+    """An instant query's result vector."""
+    body = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def prom_targets(url: str) -> list[dict]:
+    return httpx.get(f"{url}/api/v1/targets", params={"state": "active"}, timeout=10).json()["data"]["activeTargets"]
+
+
+def wait_targets_up(url: str, jobs: dict[str, int], timeout: float = 30) -> list[dict]:
+    """Wait until each job has exactly the given number of targets, every one of them up."""
+
+    def all_up():
+        targets = prom_targets(url)
+        by_job = {job: [t for t in targets if t["labels"]["job"] == job] for job in jobs}
+        ok = all(len(by_job[job]) == n and all(t["health"] == "up" for t in by_job[job]) for job, n in jobs.items())
+        return targets if ok else None
+
+    return wait_for(all_up, timeout=timeout, what=f"Prometheus targets up: {jobs}")
