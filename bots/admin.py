@@ -1,11 +1,17 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from collections.abc import Callable
+
+from django.contrib import admin, messages
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from bots import lifecycle
 from bots.models import Bot, ChatMessage, Status
 from ops.admin import ReadOnlyAdmin
+from ops.audit import client_ip
+
+RECENT_MESSAGES = 20
 
 STATUS_COLOURS = {
     Status.RUNNING: "#2e7d32",
@@ -47,12 +53,61 @@ class BotAdmin(admin.ModelAdmin):
     list_filter = ("status", "desired_state", "backend")
     search_fields = ("name", "slug", "model_name", "host")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = (*PROCESS_FIELDS, "uptime_display", "created_at", "updated_at")
+    # desired_state changes only through the actions, which audit and enqueue the reconcile.
+    readonly_fields = ("desired_state", *PROCESS_FIELDS, "address", "uptime_display", "created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "slug", "backend", "model_name", "system_prompt", "desired_state")}),
-        ("Process", {"fields": (*PROCESS_FIELDS[:6], "uptime_display", *PROCESS_FIELDS[6:])}),
+        ("Process", {"fields": (*PROCESS_FIELDS[:6], "address", "uptime_display", *PROCESS_FIELDS[6:])}),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
+    actions = ("start_bots", "stop_bots", "restart_bots")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = dict(extra_context or {})
+        if object_id and str(object_id).isdigit():
+            # Served by the (bot, -created_at) index; the full history is in Chat messages.
+            extra_context["recent_messages"] = list(
+                ChatMessage.objects.filter(bot_id=int(object_id)).order_by("-created_at", "-id")[:RECENT_MESSAGES]
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _apply(self, request, queryset, request_fn: Callable, verb: str) -> None:
+        """Call the lifecycle for each selected bot and report each bot's result."""
+        who = {"user": request.user, "ip": client_ip(request)}
+        for bot in queryset:
+            try:
+                request_fn(bot, **who)
+            except lifecycle.StartRefused as exc:
+                self.message_user(request, f"{bot.name}: {verb} refused: {exc}", messages.ERROR)
+            except Bot.DoesNotExist:
+                self.message_user(request, f"{bot.name}: no longer exists", messages.ERROR)
+            else:
+                self.message_user(request, f"{bot.name}: {verb} requested", messages.SUCCESS)
+
+    @admin.action(description="Start selected bots", permissions=["change"])
+    def start_bots(self, request, queryset) -> None:
+        self._apply(request, queryset, lifecycle.request_start, "start")
+
+    @admin.action(description="Stop selected bots", permissions=["change"])
+    def stop_bots(self, request, queryset) -> None:
+        self._apply(request, queryset, lifecycle.request_stop, "stop")
+
+    @admin.action(description="Restart selected bots", permissions=["change"])
+    def restart_bots(self, request, queryset) -> None:
+        self._apply(request, queryset, lifecycle.request_restart, "restart")
+
+    def delete_model(self, request, obj: Bot) -> None:
+        # The lifecycle stops a bot's process before its row goes, and audits the deletion.
+        if not lifecycle.request_delete(obj, user=request.user, ip=client_ip(request)):
+            self.message_user(
+                request,
+                f"{obj.name}: its process is being stopped; the bot is deleted once it exited.",
+                messages.WARNING,
+            )
+
+    def delete_queryset(self, request, queryset) -> None:
+        for bot in queryset:
+            self.delete_model(request, bot)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, bot: Bot):

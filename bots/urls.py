@@ -1,3 +1,17 @@
 from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+from drf_spectacular.views import SpectacularJSONAPIView
+from rest_framework.routers import SimpleRouter
+
+from bots import api
+
+router = SimpleRouter(trailing_slash=False)
+router.register("api/bots", api.BotViewSet, basename="bot")
+
+urlpatterns = [
+    *router.urls,
+    # The operations guide's spelling: POST /api/bot/<id>/stop.
+    path("api/bot/<int:pk>/stop", api.BotViewSet.as_view({"post": "stop"}), name="bot-stop-guide"),
+    path("api/schema", SpectacularJSONAPIView.as_view(), name="api-schema"),
+]

@@ -1,0 +1,36 @@
+"""Bot lifecycle: the only code that writes a bot's observed status.
+
+Operators (admin, API, botctl) call request_start / request_stop / request_restart /
+request_delete: they set the desired state under the row lock, write one audit row and
+enqueue a reconcile after the commit. Celery tasks (bots.tasks) run the transitions in
+bots.lifecycle.transitions on the worker of the host that holds the process.
+
+Status transitions:
+    stopped | crashed | error -> starting -> running        (start; error only after an operator start)
+    starting -> crashed -> (backoff) -> starting ...         (failed start)
+    crashed -> error                                         (BOT_MAX_START_RETRIES failures in a row)
+    running -> crashed                                       (process gone, heartbeat stale)
+    running | starting -> stopping -> stopped                (stop: SIGTERM, grace, SIGKILL of the group)
+    starting -> running                                      (adopted: its start task was lost, runner healthy)
+    crashed | error -> stopped                               (desired stopped, no process)
+
+A start or a stop is one transition, audited with its outcome. Audit actions:
+    operator requests (actor = admin user + IP, API token owner, cli:<unix user>):
+        bot.start, bot.stop, bot.restart, bot.delete, bot.start_refused
+    the lifecycle's own transitions (actor "reconcile", details.host = the worker's host;
+    "shutdown" for botctl shutdown-host):
+        bot.started, bot.restarted (after a crash or an operator restart), bot.start_error,
+        bot.crash, bot.crashloop_error (to error after too many failures), bot.adopted,
+        bot.stopped, bot.deleted
+
+start_failures counts failures in a row (failed starts and crashes) since the last
+BOT_BACKOFF_RESET seconds of healthy running or the last operator start; the delay before
+attempt n+1 is min(BOT_BACKOFF_BASE * 2**(n-1), BOT_BACKOFF_CAP).
+"""
+
+from __future__ import annotations
+
+from bots.lifecycle.requests import request_delete, request_restart, request_start, request_stop
+from bots.lifecycle.state import StartRefused, backoff
+
+__all__ = ["StartRefused", "backoff", "request_delete", "request_restart", "request_start", "request_stop"]

@@ -1,0 +1,256 @@
+"""The operating-system side of the lifecycle: ports, spawning, probing and killing runners.
+
+Nothing here touches the database. Processes are recognised by a tag in their environment
+(DEIA_RUNNER_TAG = "<host>/<database>/<bot id>"), so a pid reused by an unrelated program,
+or a runner of another installation sharing this machine (other test databases, a second
+"host" on one machine), is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+from django.db import connection
+
+TAG_VAR = "DEIA_RUNNER_TAG"
+# A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
+RUNNER_POOL_SIZE = "4"
+
+
+def runner_tag(bot_id: int) -> str:
+    return f"{settings.HOSTNAME}/{connection.settings_dict['NAME']}/{bot_id}"
+
+
+# --- ports --------------------------------------------------------------------------
+def can_bind(port: int, host: str | None = None) -> bool:
+    """True if nothing listens on host:port now (bind with SO_REUSEADDR, as servers do)."""
+    host = host or settings.BOT_BIND_HOST
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(taken: set[int], port_range: tuple[int, int] | None = None) -> int | None:
+    """The lowest port of the range that no bot holds and no program listens on."""
+    low, high = port_range or settings.BOT_PORT_RANGE
+    for port in range(low, high + 1):
+        if port not in taken and can_bind(port):
+            return port
+    return None
+
+
+# --- processes ----------------------------------------------------------------------
+def pid_alive(pid: int | None) -> bool:
+    """True if pid runs (a zombie counts as dead: it only waits for its parent)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def process_tag(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    prefix = f"{TAG_VAR}=".encode()
+    for item in raw.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def is_runner(pid: int | None, bot_id: int) -> bool:
+    """pid is alive and is this installation's runner of this bot (not a reused pid)."""
+    return bool(pid) and pid_alive(pid) and process_tag(pid) == runner_tag(bot_id)
+
+
+def runner_pids(bot_id: int | None = None) -> dict[int, int]:
+    """{pid: bot id} of this host's live runners (of one bot, or all), from /proc."""
+    prefix = runner_tag(0).rsplit("/", 1)[0] + "/"
+    found: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        tag = process_tag(pid)
+        if not tag or not tag.startswith(prefix) or not pid_alive(pid):
+            continue
+        owner = int(tag[len(prefix) :])
+        # Only the group leader (the runner itself) stands for the process group.
+        if (bot_id is None or owner == bot_id) and _pgid(pid) == pid:
+            found[pid] = owner
+    return found
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
+    """Signal the runner's process group (it leads its own session). False if it is gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def reap_children() -> None:
+    """Collect exit statuses of runners this worker process spawned, so none lingers as a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def terminate(pid: int, grace: float) -> bool:
+    """SIGTERM the group, wait up to `grace` seconds, then SIGKILL it. True if it had to be killed."""
+    kill_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        reap_children()
+        if not pid_alive(pid):
+            break
+        time.sleep(0.02)
+    killed = pid_alive(pid)
+    # Also reaches children the runner left behind in its group.
+    kill_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pid_alive(pid) and time.monotonic() < deadline:
+        reap_children()
+        time.sleep(0.01)
+    reap_children()
+    return killed
+
+
+# --- spawning and probing -----------------------------------------------------------
+def log_path(slug: str) -> Path:
+    return Path(settings.LOG_DIR) / f"bot-{slug}.log"
+
+
+@dataclass
+class Spawned:
+    popen: subprocess.Popen
+    log: Path
+    log_offset: int
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll()
+
+    def last_line(self) -> str:
+        """The runner's last output line since it was spawned (its one-line start-up error)."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self.log_offset)
+                lines = [line.strip() for line in f.read()[-8192:].splitlines() if line.strip()]
+        except OSError:
+            return ""
+        return lines[-1].decode(errors="replace")[:500] if lines else ""
+
+
+def spawn_runner(bot_id: int, slug: str, port: int) -> Spawned:
+    """Start `manage.py runbot` in its own session, detached from this worker's signals."""
+    path = log_path(slug)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env["DB_POOL_MAX_SIZE"] = RUNNER_POOL_SIZE
+    env[TAG_VAR] = runner_tag(bot_id)
+    args = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runbot", str(bot_id), "--port", str(port)]
+    with open(path, "ab") as log:
+        offset = log.tell()
+        popen = subprocess.Popen(
+            args,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return Spawned(popen, path, offset)
+
+
+def probe_host() -> str:
+    host = settings.BOT_BIND_HOST
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def health(port: int, timeout: float = 1.0) -> dict | None:
+    """The runner's /health document, or None if nothing sane answers."""
+    host = probe_host()
+    url = f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict):
+            return body
+    return None
+
+
+def is_healthy(port: int | None, bot_id: int, pid: int | None, timeout: float = 1.0) -> bool:
+    """The bot itself answers on its port: bot id and pid match, not some other program."""
+    if not port:
+        return False
+    body = health(port, timeout)
+    return bool(body) and body.get("bot_id") == bot_id and (pid is None or body.get("pid") == pid)
+
+
+def wait_ready(spawned: Spawned, bot_id: int, port: int, deadline: float) -> str | None:
+    """Poll until the runner answers /health. None when ready, else why it failed."""
+    interval = 0.01
+    while True:
+        code = spawned.exit_code()
+        if code is not None:
+            line = spawned.last_line()
+            return f"runner exited with code {code}" + (f": {line}" if line else "")
+        if is_healthy(port, bot_id, spawned.pid, timeout=0.5):
+            return None
+        if time.monotonic() >= deadline:
+            return f"runner not ready within {settings.BOT_START_TIMEOUT:g} s"
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.1)

@@ -1,0 +1,134 @@
+"""The control loop: compare desired state with the process table and act.
+
+reconcile_all (shared queue, beat): settles stopped bots, enqueues the starts that are due,
+and fans reconcile_host out to every host that owns processes. reconcile_host (that host's
+queue) checks each of its bots and kills runners no bot owns. reconcile_bot does one bot.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from bots.lifecycle import dispatch
+from bots.lifecycle.process import is_runner, reap_children, runner_pids, terminate
+from bots.lifecycle.state import STARTABLE, heartbeat_stale, start_due, start_overdue
+from bots.lifecycle.transitions import (
+    adopt,
+    fail_interrupted_start,
+    healthy_runner,
+    kill_strays,
+    mark_crashed,
+    reset_failures_if_healthy,
+    settle_stopped,
+    start_bot,
+    stop_bot,
+)
+from bots.models import PROCESS_STATES, Bot, DesiredState, Status
+
+log = logging.getLogger("deia.lifecycle")
+
+
+def reconcile_bot(bot_id: int) -> str:
+    """Bring one bot one step closer to its desired state (on its own host if it has a process)."""
+    reap_children()
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return "gone"
+    if dispatch.owned_elsewhere(bot):
+        dispatch.reconcile_soon(bot)
+        return "rerouted"
+    if bot.status == Status.RUNNING:
+        return _check_running(bot)
+    if bot.status == Status.STARTING:
+        if start_overdue(bot):
+            if bot.pid and is_runner(bot.pid, bot.pk) and healthy_runner(bot):
+                kill_strays(bot.pk, keep=bot.pid)
+                return adopt(bot.pk, bot.pid)
+            return fail_interrupted_start(bot)
+        if bot.desired_state == DesiredState.STOPPED and bot.pid:
+            return stop_bot(bot.pk)
+        return "starting"
+    if bot.status == Status.STOPPING:
+        return stop_bot(bot.pk)
+    # No process should exist for the remaining statuses.
+    if bot.host in ("", settings.HOSTNAME):
+        kill_strays(bot.pk, keep=None)
+    if bot.desired_state == DesiredState.STOPPED:
+        return settle_stopped(bot.pk)
+    if start_due(bot):
+        return start_bot(bot.pk)
+    return "waiting"
+
+
+def _check_running(bot: Bot) -> str:
+    if bot.desired_state == DesiredState.STOPPED:
+        return stop_bot(bot.pk)
+    kill_strays(bot.pk, keep=bot.pid)
+    if not is_runner(bot.pid, bot.pk):
+        return mark_crashed(bot.pk, bot.pid, f"process {bot.pid} is gone")
+    if heartbeat_stale(bot):
+        return mark_crashed(bot.pk, bot.pid, f"heartbeat older than {settings.BOT_HEARTBEAT_STALE:g} s")
+    reset_failures_if_healthy(bot)
+    return "ok"
+
+
+def reconcile_host(host: str | None = None) -> dict[str, int]:
+    """Check every bot whose process this host holds, then kill runners that no bot owns."""
+    if host and host != settings.HOSTNAME:
+        dispatch.send("bots.tasks.reconcile_host", [host], dispatch.host_queue(host))
+        return {"rerouted": 1}
+    reap_children()
+    outcomes: dict[str, int] = {}
+    for bot_id in Bot.objects.filter(host=settings.HOSTNAME).values_list("pk", flat=True):
+        outcome = reconcile_bot(bot_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    killed = kill_orphans()
+    if killed:
+        outcomes["orphans_killed"] = killed
+    return outcomes
+
+
+def kill_orphans() -> int:
+    """Runners of this host that no bot row claims (deleted bots, lost starts)."""
+    pids = runner_pids()
+    if not pids:
+        return 0
+    bots = {b.pk: b for b in Bot.objects.filter(pk__in=set(pids.values()))}
+    killed = 0
+    for pid, bot_id in pids.items():
+        bot = bots.get(bot_id)
+        if bot is not None and bot.host == settings.HOSTNAME:
+            if bot.status in PROCESS_STATES and bot.pid == pid:
+                continue
+            if bot.status == Status.STARTING and not start_overdue(bot):
+                continue  # spawned a moment ago; its start task records the pid
+        terminate(pid, 0)
+        killed += 1
+        log.warning("orphan runner killed", extra={"bot_id": bot_id, "action": "bot.orphan_killed", "pid": pid})
+    return killed
+
+
+def reconcile_all() -> dict[str, int]:
+    """Beat's entry point (shared queue): every bot gets looked at by the right worker."""
+    reap_children()
+    now = timezone.now()
+    summary = {"settled": 0, "starts": 0, "hosts": 0}
+    settle = Bot.objects.filter(desired_state=DesiredState.STOPPED, status__in=[Status.CRASHED, Status.ERROR])
+    for bot_id in settle.values_list("pk", flat=True):
+        summary["settled"] += settle_stopped(bot_id) == "stopped"
+    candidates = Bot.objects.filter(desired_state=DesiredState.RUNNING, status__in=STARTABLE).filter(
+        Q(next_start_at__isnull=True) | Q(next_start_at__lte=now)
+    )
+    for bot in candidates:
+        if start_due(bot, now):
+            # One task per bot so starts run in parallel across the workers' pool.
+            summary["starts"] += dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE)
+    hosts = set(Bot.objects.exclude(host="").values_list("host", flat=True).distinct())
+    hosts.add(settings.HOSTNAME)  # this host's orphans are looked for even if it owns no bot
+    for host in sorted(hosts):
+        summary["hosts"] += dispatch.send("bots.tasks.reconcile_host", [host], dispatch.host_queue(host))
+    return summary

@@ -1,0 +1,140 @@
+"""Shared pieces of the transitions: locks, backoff, limits, the audit-and-log record."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from bots.models import Bot, DesiredState, Status
+from ops.audit import audit
+from ops.flags import starts_frozen
+
+log = logging.getLogger("deia.lifecycle")
+
+# The actor of the lifecycle's own transitions (reconcile loop, start/stop tasks).
+SYSTEM_ACTOR = "reconcile"
+# Statuses a start may begin from; ERROR only after an operator reset start_failures.
+STARTABLE = {Status.STOPPED, Status.CRASHED, Status.ERROR}
+# A start not finished this long after its deadline was interrupted (its worker died).
+START_GRACE = 5.0
+# Any constant shared by every process: serialises the MAX_BOTS count with the claims.
+_FLEET_LOCK_KEY = 0x0DE1A_B075
+
+
+class StartRefused(Exception):
+    """A start refused by MAX_BOTS or the run-time freeze; str() is the operator's message."""
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before start attempt number failures+1: base, 2*base, 4*base ... cap."""
+    if failures <= 0:
+        return 0.0
+    return min(settings.BOT_BACKOFF_BASE * 2 ** min(failures - 1, 62), settings.BOT_BACKOFF_CAP)
+
+
+def fleet_lock() -> None:
+    """Serialise decisions that count the fleet (limits, ports) across processes and hosts.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: transactions are IMMEDIATE,
+    so the write lock taken at BEGIN already serialises them.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLEET_LOCK_KEY])
+
+
+def locked(bot_id: int) -> Bot | None:
+    return Bot.objects.select_for_update().filter(pk=bot_id).first()
+
+
+def record(
+    bot: Bot,
+    action: str,
+    *,
+    actor: str | None = SYSTEM_ACTOR,
+    user=None,
+    ip: str | None = None,
+    details: dict | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """One audit row and one JSON log line for one transition (never message content)."""
+    details = {"host": settings.HOSTNAME, **(details or {})}
+    if user is not None:
+        actor = None
+    audit(action, actor=actor, user=user, ip=ip, target=bot.slug, details=details)
+    log.log(
+        level,
+        action,
+        extra={"bot": bot.slug, "bot_id": bot.pk, "action": action, "pid": bot.pid, "port": bot.port, **details},
+    )
+
+
+def freeze_refusal() -> str | None:
+    """Why no bot may be launched at all now (the run-time freeze or MAX_BOTS=0), or None."""
+    if starts_frozen():
+        return "New bot starts are frozen (freeze_starts is on); no bot was started."
+    if settings.MAX_BOTS == 0:
+        return "New bot starts are disabled (MAX_BOTS=0); no bot was started."
+    return None
+
+
+def start_refusal(bot: Bot) -> str | None:
+    """Why a new start of `bot` is not allowed now (MAX_BOTS, the freeze), or None."""
+    frozen = freeze_refusal()
+    if frozen:
+        return frozen
+    wanted = Bot.objects.desired_running().exclude(pk=bot.pk).exclude(status=Status.ERROR).count()
+    if wanted >= settings.MAX_BOTS:
+        return f"At most {settings.MAX_BOTS} bots may run (MAX_BOTS) and {wanted} already run or are starting."
+    return None
+
+
+def capacity_refusal(bot: Bot) -> str | None:
+    """Checked by the worker before spawning: the processes actually alive, not the wishes."""
+    if starts_frozen():
+        return "waiting: new bot starts are frozen"
+    if settings.MAX_BOTS == 0:
+        return "waiting: MAX_BOTS=0"
+    alive = Bot.objects.with_process().exclude(pk=bot.pk).count()
+    if alive >= settings.MAX_BOTS:
+        return f"waiting: MAX_BOTS={settings.MAX_BOTS} bots already run"
+    return None
+
+
+def start_due(bot: Bot, now=None) -> bool:
+    now = now or timezone.now()
+    if bot.desired_state != DesiredState.RUNNING or bot.status not in STARTABLE:
+        return False
+    if bot.status == Status.ERROR and bot.start_failures >= settings.BOT_MAX_START_RETRIES:
+        return False
+    return bot.next_start_at is None or bot.next_start_at <= now
+
+
+def start_overdue(bot: Bot, now=None) -> bool:
+    """A STARTING bot whose start should have finished long ago (its worker was lost)."""
+    now = now or timezone.now()
+    if bot.started_at is None:
+        return True
+    return now - bot.started_at > timedelta(seconds=settings.BOT_START_TIMEOUT + START_GRACE)
+
+
+def heartbeat_stale(bot: Bot, now=None) -> bool:
+    now = now or timezone.now()
+    reference = bot.last_heartbeat or bot.started_at
+    return reference is None or now - reference > timedelta(seconds=settings.BOT_HEARTBEAT_STALE)
+
+
+def clear_process(bot: Bot) -> None:
+    bot.pid = None
+    bot.port = None
+    bot.host = ""
+    bot.advertise_host = ""
+    bot.started_at = None
+    bot.last_heartbeat = None
+
+
+PROCESS_FIELDS = ["status", "pid", "port", "host", "advertise_host", "started_at", "last_heartbeat", "updated_at"]

@@ -1,0 +1,353 @@
+"""The lifecycle's own transitions: start, stop, crash, adopt. Run inside Celery workers.
+
+Each transition is claimed under the bot's row lock, the slow part (spawn and wait for
+/health, SIGTERM grace) runs without the lock, and the result is written under the lock
+again only if nothing changed meanwhile. Every function can run twice (acks_late) and
+concurrently with itself without starting a second process.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from bots.lifecycle import dispatch
+from bots.lifecycle.process import (
+    health,
+    is_runner,
+    kill_group,
+    pick_port,
+    reap_children,
+    runner_pids,
+    spawn_runner,
+    terminate,
+    wait_ready,
+)
+from bots.lifecycle.state import (
+    PROCESS_FIELDS,
+    backoff,
+    capacity_refusal,
+    clear_process,
+    fleet_lock,
+    locked,
+    record,
+    start_due,
+)
+from bots.models import PROCESS_STATES, Bot, DesiredState, Status
+from ops import metrics
+
+log = logging.getLogger("deia.lifecycle")
+
+
+# --- start ------------------------------------------------------------------------------
+def start_bot(bot_id: int, *, reason: str | None = None) -> str:
+    """Start the bot here if it should run, may run and is due. Returns what happened."""
+    reap_children()
+    claim = _claim_start(bot_id, reason)
+    if isinstance(claim, str):
+        return claim
+    bot, reason = claim
+    began = time.monotonic()
+    try:
+        spawned = spawn_runner(bot.pk, bot.slug, bot.port)
+    except OSError as exc:
+        _fail_start(bot.pk, None, f"cannot spawn the runner: {exc}")
+        return "error"
+    # The runner's heartbeat matches on pid, so the pid is stored before waiting.
+    recorded = Bot.objects.filter(
+        pk=bot.pk, status=Status.STARTING, host=settings.HOSTNAME, port=bot.port, pid=None
+    ).update(pid=spawned.pid)
+    if not recorded:
+        # A stop or a clean-up took the bot while we spawned: this process must not live.
+        terminate(spawned.pid, 0)
+        return "superseded"
+    error = wait_ready(spawned, bot.pk, bot.port, began + settings.BOT_START_TIMEOUT)
+    if error:
+        kill_group(spawned.pid)
+        reap_children()
+        _fail_start(bot.pk, spawned.pid, error, exit_code=spawned.exit_code())
+        return "error"
+    return _finish_start(bot.pk, spawned.pid, time.monotonic() - began, reason)
+
+
+def _claim_start(bot_id: int, reason: str | None) -> tuple[Bot, str] | str:
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                fleet_lock()
+                bot = locked(bot_id)
+                if bot is None:
+                    return "gone"
+                if not start_due(bot):
+                    return "not due"
+                refusal = capacity_refusal(bot)
+                if refusal:
+                    if bot.last_error != refusal:
+                        Bot.objects.filter(pk=bot.pk).update(last_error=refusal)
+                    log.info("start deferred", extra={"bot": bot.slug, "action": "bot.start_deferred"})
+                    return "refused"
+                taken = set(Bot.objects.exclude(pk=bot.pk).exclude(port=None).values_list("port", flat=True))
+                port = pick_port(taken)
+                if port is None:
+                    _fail_locked(bot, f"no free port in BOT_PORT_RANGE {settings.BOT_PORT_RANGE}", None, None)
+                    return "error"
+                reason = reason or ("crash" if bot.status == Status.CRASHED else "start")
+                clear_process(bot)
+                bot.status = Status.STARTING
+                bot.port = port
+                bot.host = settings.HOSTNAME
+                bot.advertise_host = settings.BOT_ADVERTISE_HOST
+                # While starting, started_at is the claim time: reconcile's deadline for the start.
+                bot.started_at = timezone.now()
+                bot.startup_seconds = None
+                bot.next_start_at = None
+                with transaction.atomic():  # the unique port is the final guard
+                    bot.save(update_fields=[*PROCESS_FIELDS, "startup_seconds", "next_start_at"])
+                return bot, reason
+        except IntegrityError:
+            continue
+    return "port race"
+
+
+def _finish_start(bot_id: int, pid: int, seconds: float, reason: str) -> str:
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is None or bot.pid != pid or bot.status != Status.STARTING:
+            if bot is None or bot.pid != pid:
+                # Deleted, stopped or taken over meanwhile: our process is nobody's bot.
+                terminate(pid, 0)
+            return "superseded"
+        bot.status = Status.RUNNING
+        bot.started_at = timezone.now()
+        bot.last_heartbeat = bot.started_at
+        bot.startup_seconds = round(seconds, 4)
+        bot.last_error = ""
+        if reason in ("crash", "restart"):
+            bot.restart_count += 1
+        bot.save(update_fields=[*PROCESS_FIELDS, "startup_seconds", "last_error", "restart_count"])
+        action = "bot.started" if reason == "start" else "bot.restarted"
+        record(bot, action, details={"pid": pid, "port": bot.port, "startup_seconds": bot.startup_seconds})
+        metrics.inc("deia_bot_starts_total", result="ok")
+        metrics.observe("deia_bot_startup_seconds", seconds)
+        if reason == "crash":
+            metrics.inc("deia_bot_restarts_total")
+        desired = bot.desired_state
+    if desired == DesiredState.STOPPED:
+        # A stop was requested while the bot was starting.
+        stop_bot(bot_id)
+    return "started"
+
+
+def _fail_start(bot_id: int, pid: int | None, error: str, exit_code: int | None = None) -> None:
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is None or bot.status != Status.STARTING or bot.pid != pid:
+            return  # stopped or cleaned up meanwhile; the process is already dead
+        _fail_locked(bot, error, pid, exit_code)
+
+
+def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -> None:
+    """STARTING -> CRASHED (retried after backoff) or -> ERROR after too many failures."""
+    port = bot.port
+    clear_process(bot)
+    bot.last_error = error[:2000]
+    if bot.desired_state == DesiredState.STOPPED:
+        bot.status = Status.STOPPED
+        bot.next_start_at = None
+    else:
+        bot.status = Status.CRASHED
+        bot.start_failures += 1
+        bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+    bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
+    retrying = bot.status == Status.CRASHED and bot.start_failures < settings.BOT_MAX_START_RETRIES
+    retry_in = backoff(bot.start_failures) if retrying else None
+    details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code, "retry_in": retry_in}
+    record(bot, "bot.start_error", details={**details, "failures": bot.start_failures}, level=logging.WARNING)
+    metrics.inc("deia_bot_starts_total", result="error")
+    metrics.inc("deia_bot_start_errors_total")
+    _after_failure(bot)
+
+
+def _after_failure(bot: Bot) -> None:
+    """CRASHED -> ERROR at the retry limit; else schedule the retry at next_start_at."""
+    if bot.status != Status.CRASHED:
+        return
+    if bot.start_failures >= settings.BOT_MAX_START_RETRIES:
+        bot.status = Status.ERROR
+        bot.next_start_at = None
+        bot.save(update_fields=["status", "next_start_at", "updated_at"])
+        record(
+            bot,
+            "bot.crashloop_error",
+            details={"failures": bot.start_failures, "error": bot.last_error},
+            level=logging.ERROR,
+        )
+        return
+    delay = (bot.next_start_at - timezone.now()).total_seconds()
+    transaction.on_commit(lambda: dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, countdown=max(delay, 0)))
+
+
+# --- adopt and crash --------------------------------------------------------------------
+def adopt(bot_id: int, pid: int) -> str:
+    """A STARTING bot whose start task was lost but whose runner is healthy becomes RUNNING."""
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is None or bot.status != Status.STARTING or bot.pid != pid:
+            return "superseded"
+        bot.status = Status.RUNNING
+        bot.started_at = timezone.now()
+        bot.last_heartbeat = bot.started_at
+        bot.last_error = ""
+        bot.save(update_fields=[*PROCESS_FIELDS, "last_error"])
+        record(bot, "bot.adopted", details={"pid": pid, "port": bot.port})
+    return "adopted"
+
+
+def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
+    """RUNNING -> CRASHED (process gone or heartbeat stale); the restart follows the backoff."""
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is None or bot.status != Status.RUNNING or bot.pid != pid:
+            return "superseded"
+        if pid and is_runner(pid, bot.pk):
+            kill_group(pid)  # hung: it cannot be trusted to finish anything
+        port = bot.port
+        uptime = (timezone.now() - bot.started_at).total_seconds() if bot.started_at else None
+        clear_process(bot)
+        bot.status = Status.CRASHED
+        bot.start_failures += 1
+        bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+        bot.last_error = reason
+        bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
+        record(
+            bot,
+            "bot.crash",
+            details={
+                "pid": pid,
+                "port": port,
+                "reason": reason,
+                "uptime_seconds": uptime,
+                "retry_in": backoff(bot.start_failures),
+            },
+            level=logging.WARNING,
+        )
+        metrics.inc("deia_bot_crashes_total")
+        _after_failure(bot)
+    reap_children()
+    return "crashed"
+
+
+def fail_interrupted_start(bot: Bot) -> str:
+    """A start whose worker was lost: kill whatever it left, count it as a failed start."""
+    if bot.pid and is_runner(bot.pid, bot.pk):
+        kill_group(bot.pid)
+    kill_strays(bot.pk, keep=None)
+    _fail_start(bot.pk, bot.pid, "start interrupted: the worker starting it was lost")
+    return "error"
+
+
+def kill_strays(bot_id: int, keep: int | None) -> list[int]:
+    """Kill this host's runners of the bot other than `keep`: never two processes of one bot."""
+    killed = []
+    for pid in runner_pids(bot_id):
+        if pid != keep:
+            terminate(pid, 0)
+            killed.append(pid)
+            log.warning("stray runner killed", extra={"bot_id": bot_id, "action": "bot.stray_killed", "pid": pid})
+    return killed
+
+
+# --- stop -------------------------------------------------------------------------------
+def stop_bot(bot_id: int, *, expected_pid: int | None = None, delete: bool = False, actor: str | None = None) -> str:
+    """Stop the bot's process (SIGTERM, grace, SIGKILL of the group) and mark it stopped."""
+    reap_children()
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is None:
+            return "gone"
+        if expected_pid is not None and bot.pid != expected_pid:
+            return "superseded"
+        pid, port = bot.pid, bot.port
+        if bot.status not in PROCESS_STATES or pid is None:
+            # No process to signal (a start not yet spawned aborts itself when it sees this).
+            _mark_stopped(bot, pid, port, killed=False, actor=actor, delete=delete)
+            return "stopped"
+        bot.status = Status.STOPPING
+        bot.save(update_fields=["status", "updated_at"])
+    killed = terminate(pid, settings.BOT_STOP_GRACE) if is_runner(pid, bot_id) else False
+    kill_strays(bot_id, keep=None)
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is None:
+            return "gone"
+        if bot.status == Status.STOPPING and bot.pid == pid:
+            _mark_stopped(bot, pid, port, killed=killed, actor=actor, delete=delete)
+        elif delete:
+            _delete(bot, actor)
+    return "stopped"
+
+
+def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None, delete: bool):
+    if bot.status != Status.STOPPED or bot.pid or bot.port:
+        clear_process(bot)
+        bot.status = Status.STOPPED
+        bot.next_start_at = None
+        bot.save(update_fields=[*PROCESS_FIELDS, "next_start_at"])
+        record(bot, "bot.stopped", actor=actor or "reconcile", details={"pid": pid, "port": port, "killed": killed})
+    if delete:
+        _delete(bot, actor)
+
+
+def _delete(bot: Bot, actor: str | None) -> None:
+    record(bot, "bot.deleted", actor=actor or "reconcile", details={"bot_id": bot.pk})
+    bot.delete()
+
+
+def settle_stopped(bot_id: int) -> str:
+    """Desired stopped, no process (crashed or error): the observed status becomes stopped."""
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if (
+            bot is None
+            or bot.desired_state != DesiredState.STOPPED
+            or bot.status
+            not in (
+                Status.CRASHED,
+                Status.ERROR,
+            )
+        ):
+            return "noop"
+        _mark_stopped(bot, None, None, killed=False, actor=None, delete=False)
+    return "stopped"
+
+
+def reset_failures_if_healthy(bot: Bot) -> None:
+    """After BOT_BACKOFF_RESET seconds of health, the next crash starts the backoff afresh."""
+    healthy_for = timedelta(seconds=settings.BOT_BACKOFF_RESET)
+    if bot.start_failures and bot.started_at and timezone.now() - bot.started_at >= healthy_for:
+        Bot.objects.filter(pk=bot.pk, pid=bot.pid, status=Status.RUNNING).update(start_failures=0)
+
+
+def healthy_runner(bot: Bot) -> bool:
+    body = health(bot.port, timeout=1.0) if bot.port else None
+    return bool(body) and body.get("bot_id") == bot.pk and body.get("pid") == bot.pid
+
+
+def restart_bot(bot_id: int, pid: int | None) -> str:
+    """An operator's restart: stop the process that ran when it was asked, then start anew."""
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return "gone"
+    if dispatch.owned_elsewhere(bot):
+        dispatch.send("bots.tasks.restart_bot", [bot_id, pid], dispatch.queue_for(bot))
+        return "rerouted"
+    if pid and bot.status == Status.RUNNING and bot.pid == pid:
+        stop_bot(bot_id, expected_pid=pid)
+        return start_bot(bot_id, reason="restart")
+    # Done already (a redelivered task) or not running any more: start it if it is due.
+    return start_bot(bot_id)

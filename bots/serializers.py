@@ -1,0 +1,99 @@
+"""JSON shapes of the API: bots (read-only; changed through actions) and chat messages."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from bots.models import Bot, ChatMessage
+
+MAX_MESSAGE_BYTES = 32 * 1024
+
+
+class BotSerializer(serializers.ModelSerializer):
+    address = serializers.CharField(read_only=True, help_text="host:port the bot answers on (empty when stopped)")
+    uptime_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Bot
+        fields = (
+            "id",
+            "name",
+            "slug",
+            "backend",
+            "model_name",
+            "desired_state",
+            "status",
+            "pid",
+            "host",
+            "port",
+            "address",
+            "started_at",
+            "uptime_seconds",
+            "last_heartbeat",
+            "startup_seconds",
+            "restart_count",
+            "start_failures",
+            "next_start_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = fields
+
+    def get_uptime_seconds(self, bot: Bot) -> float | None:
+        uptime = bot.uptime
+        return None if uptime is None else round(uptime.total_seconds(), 3)
+
+
+class ChatMessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ChatMessage
+        fields = (
+            "id",
+            "conversation",
+            "role",
+            "content",
+            "created_at",
+            "latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "error",
+            "request_id",
+        )
+        read_only_fields = fields
+
+
+class _StringOnly:
+    """JSON numbers are not silently turned into text or UUIDs."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(_StringOnly, serializers.CharField):
+    default_error_messages = {"invalid": "Must be a string."}
+
+
+class StrictUUIDField(_StringOnly, serializers.UUIDField):
+    pass
+
+
+class SendMessageSerializer(serializers.Serializer):
+    message = StrictCharField(trim_whitespace=False, allow_blank=False, max_length=MAX_MESSAGE_BYTES)
+    conversation = StrictUUIDField(required=False, help_text="Continue this conversation; new one if absent")
+
+    def validate_message(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("The message is empty.")
+        if len(value.encode()) > MAX_MESSAGE_BYTES:
+            raise serializers.ValidationError(f"The message is longer than {MAX_MESSAGE_BYTES} bytes.")
+        return value
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error of the API: a short code and a message or the field errors."""
+
+    error = serializers.CharField()
+    detail = serializers.JSONField()

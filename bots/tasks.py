@@ -1,0 +1,57 @@
+"""Lifecycle tasks: thin wrappers taking ids (JSON), each calling one lifecycle function.
+
+All are acks_late (settings) and idempotent: a task redelivered after a worker crash finds
+the transition done, or claimed by someone else, and does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import celeryd_after_setup
+from django.conf import settings
+
+from bots.lifecycle import dispatch, reconcile, transitions
+
+log = logging.getLogger("deia.lifecycle")
+
+
+@celeryd_after_setup.connect
+def consume_host_queue(sender, instance, **kwargs) -> None:
+    """Every worker serving `bots` also serves its own host's queue (DEIA_HOSTNAME)."""
+    queues = instance.app.amqp.queues
+    if dispatch.SHARED_QUEUE in queues.consume_from:
+        queues.select_add(dispatch.host_queue())
+        log.info("consuming host queue", extra={"queue": dispatch.host_queue(), "host": settings.HOSTNAME})
+
+
+@shared_task(name="bots.tasks.reconcile_all")
+def reconcile_all() -> dict:
+    return reconcile.reconcile_all()
+
+
+@shared_task(name="bots.tasks.reconcile_host")
+def reconcile_host(host: str | None = None) -> dict:
+    return reconcile.reconcile_host(host)
+
+
+@shared_task(name="bots.tasks.reconcile_bot")
+def reconcile_bot(bot_id: int) -> str:
+    return reconcile.reconcile_bot(bot_id)
+
+
+@shared_task(name="bots.tasks.stop_bot")
+def stop_bot(bot_id: int, delete: bool = False) -> str:
+    from bots.models import Bot
+
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is not None and dispatch.owned_elsewhere(bot):
+        dispatch.send("bots.tasks.stop_bot", [bot_id, delete], dispatch.queue_for(bot))
+        return "rerouted"
+    return transitions.stop_bot(bot_id, delete=delete)
+
+
+@shared_task(name="bots.tasks.restart_bot")
+def restart_bot(bot_id: int, pid: int | None) -> str:
+    return transitions.restart_bot(bot_id, pid)

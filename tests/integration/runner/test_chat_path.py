@@ -1,0 +1,46 @@
+"""bots.runner.chat called directly (the HTTP path is covered through real runner processes)."""
+
+from __future__ import annotations
+
+import uuid
+
+from bots.llm import EchoBackend
+from bots.metrics import MESSAGE_ERRORS
+from bots.models import ChatMessage, Role
+from bots.runner.chat import BotContext, handle_chat
+
+
+class BrokenBackend(EchoBackend):
+    name = "broken"
+
+    def chat(self, messages, *, request_id):
+        raise KeyError("choices")
+
+
+def test_an_unexpected_backend_exception_is_a_stored_and_counted_502(make_bot):
+    bot = make_bot(backend="echo", model_name="echo")
+    ctx = BotContext(bot_id=bot.pk, slug=bot.slug, model="echo", backend=BrokenBackend())
+    errors_before = MESSAGE_ERRORS.labels(bot=bot.slug)._value.get()
+
+    status, body = handle_chat(ctx, "hi", uuid.uuid4(), "rid")
+
+    assert status == 502
+    assert body["error"] == "llm_error"
+    assert "KeyError" in body["detail"]
+    failed = ChatMessage.objects.get(bot=bot, role=Role.ASSISTANT)
+    assert (failed.content, failed.request_id) == ("", "rid")
+    assert "KeyError" in failed.error
+    assert MESSAGE_ERRORS.labels(bot=bot.slug)._value.get() == errors_before + 1
+
+
+def test_the_echo_backend_answers_through_the_message_path(make_bot):
+    bot = make_bot(backend="echo", model_name="echo", system_prompt="")
+    ctx = BotContext(bot_id=bot.pk, slug=bot.slug, model="echo", backend=EchoBackend())
+    conversation = uuid.uuid4()
+
+    status, body = handle_chat(ctx, "ping pong", conversation, "rid")
+
+    assert status == 200
+    assert body["reply"] == "echo: ping pong"
+    assert (body["prompt_tokens"], body["completion_tokens"]) == (2, 3)
+    assert ChatMessage.objects.filter(conversation=conversation).count() == 2

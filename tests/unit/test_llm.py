@@ -1,0 +1,179 @@
+"""The LLM backends against the fake Ollama server: the real client code over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bots.llm import (
+    EchoBackend,
+    LLMBusy,
+    LLMError,
+    LLMReply,
+    LLMTimeout,
+    LLMUnavailable,
+    ModelNotFound,
+    OllamaBackend,
+    OpenAIBackend,
+    get_backend,
+)
+from bots.models import Backend, Bot
+from tests.fakes.ollama import FakeOllama
+from tests.support.procs import free_port
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello world"}]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOllama]:
+    with FakeOllama() as server:
+        yield server
+
+
+def ollama(url: str, model: str = "llama3.2", **kwargs) -> OllamaBackend:
+    options = {"connect_timeout": 1.0, "read_timeout": 5.0, "retries": 2, "backoff": 0.01, **kwargs}
+    return OllamaBackend(url, model, **options)
+
+
+def openai(url: str, model: str = "llama3.2", **kwargs) -> OpenAIBackend:
+    options = {"connect_timeout": 1.0, "read_timeout": 5.0, "retries": 2, "backoff": 0.01, **kwargs}
+    return OpenAIBackend(f"{url}/v1", model, **options)
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "non-streaming"])
+def test_ollama_answers_with_content_and_token_counts(fake, stream):
+    reply = ollama(fake.url, stream=stream).chat(MESSAGES, request_id="r1")
+
+    assert reply == LLMReply("fake reply to: hello world", prompt_tokens=4, completion_tokens=5)
+    sent = fake.chats()[0]
+    assert sent.body == {"model": "llama3.2", "messages": MESSAGES, "stream": stream}
+    assert sent.headers["x-request-id"] == "r1"
+
+
+def test_ollama_retries_a_busy_server_and_then_answers(fake):
+    fake.fail_next(2, status=503)
+
+    reply = ollama(fake.url, retries=2).chat(MESSAGES, request_id="r")
+
+    assert reply.content == "fake reply to: hello world"
+    assert len(fake.chats()) == 3
+
+
+def test_ollama_retries_are_bounded(fake):
+    fake.fail_next(10, status=503)
+
+    with pytest.raises(LLMBusy, match="busy"):
+        ollama(fake.url, retries=2).chat(MESSAGES, request_id="r")
+
+    assert len(fake.chats()) == 3
+
+
+def test_ollama_does_not_retry_other_server_errors(fake):
+    fake.fail_next(1, status=500)
+
+    with pytest.raises(LLMError, match="500"):
+        ollama(fake.url).chat(MESSAGES, request_id="r")
+
+    assert len(fake.chats()) == 1
+
+
+def test_ollama_connection_errors_are_retried_then_reported():
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    with pytest.raises(LLMUnavailable, match="not reachable"):
+        ollama(dead, retries=1).chat(MESSAGES, request_id="r")
+
+
+def test_ollama_read_timeout_is_a_timeout_and_not_retried(fake):
+    fake.hang_next(5)
+
+    with pytest.raises(LLMTimeout, match="timed out"):
+        ollama(fake.url, read_timeout=0.3).chat(MESSAGES, request_id="r")
+
+    assert len(fake.chats()) == 1
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streaming", "non-streaming"])
+def test_ollama_an_error_inside_a_200_answer_is_a_failure(fake, stream):
+    fake.error_mid_stream(1)
+
+    with pytest.raises(LLMError, match="fake failure"):
+        ollama(fake.url, stream=stream).chat(MESSAGES, request_id="r")
+
+
+def test_ollama_an_unknown_model_at_chat_time_is_model_not_found(fake):
+    with pytest.raises(ModelNotFound, match="'mistral'"):
+        ollama(fake.url, model="mistral").chat(MESSAGES, request_id="r")
+
+
+def test_ollama_check_model_accepts_a_name_without_tag_as_latest(fake):
+    ollama(fake.url, model="llama3.2").check_model()
+    ollama(fake.url, model="llama3.2:latest").check_model()
+
+
+def test_ollama_check_model_names_the_missing_model_and_how_to_pull_it(fake):
+    with pytest.raises(ModelNotFound) as info:
+        ollama(fake.url, model="llama3.2:1b").check_model()
+
+    assert str(info.value) == (
+        f"model 'llama3.2:1b' is not available on the Ollama server at {fake.url}: "
+        "pull it with 'ollama pull llama3.2:1b'"
+    )
+
+
+def test_ollama_check_model_on_a_dead_server_is_unavailable():
+    with pytest.raises(LLMUnavailable):
+        ollama(f"http://127.0.0.1:{free_port()}", retries=0).check_model()
+
+
+def test_openai_answers_with_content_and_usage(fake):
+    reply = openai(fake.url, api_key="sk-test").chat(MESSAGES, request_id="r2")
+
+    assert reply == LLMReply("fake reply to: hello world", prompt_tokens=4, completion_tokens=5)
+    sent = fake.chats()[0]
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == "Bearer sk-test"
+    assert sent.headers["x-request-id"] == "r2"
+
+
+def test_openai_sends_no_authorization_without_a_key(fake):
+    openai(fake.url).chat(MESSAGES, request_id="r")
+
+    assert "authorization" not in fake.chats()[0].headers
+
+
+def test_openai_retries_503_and_reports_unknown_models(fake):
+    fake.fail_next(1, status=503)
+    assert openai(fake.url).chat(MESSAGES, request_id="r").content == "fake reply to: hello world"
+
+    with pytest.raises(ModelNotFound, match="not found"):
+        openai(fake.url, model="mistral").chat(MESSAGES, request_id="r")
+
+
+def test_openai_check_model_lists_models(fake):
+    openai(fake.url).check_model()
+    with pytest.raises(ModelNotFound, match="'mistral'"):
+        openai(fake.url, model="mistral").check_model()
+
+
+def test_echo_is_deterministic_and_counts_words():
+    backend = EchoBackend()
+    first = backend.chat(MESSAGES, request_id="a")
+
+    assert first == backend.chat(MESSAGES, request_id="b")
+    assert first == LLMReply("echo: hello world", prompt_tokens=4, completion_tokens=3)
+    backend.check_model()
+
+
+def test_get_backend_builds_each_kind_from_settings(settings):
+    settings.OLLAMA_URL, settings.OPENAI_URL, settings.OPENAI_API_KEY = "http://o:1", "http://a:2/v1", None
+    settings.LLM_RETRIES = 4
+
+    native = get_backend(Bot(backend=Backend.OLLAMA, model_name="m1"))
+    compatible = get_backend(Bot(backend=Backend.OPENAI, model_name="m2"))
+    echo = get_backend(Bot(backend=Backend.ECHO, model_name="m3"))
+
+    assert (native.name, native.base_url, native.model, native.retries) == ("ollama", "http://o:1", "m1", 4)
+    assert (compatible.name, compatible.base_url, compatible.model) == ("openai", "http://a:2/v1", "m2")
+    assert (echo.name, echo.model) == ("echo", "m3")
