@@ -182,23 +182,18 @@ declare(StoredMetric("deia_backup_last_success_timestamp_seconds", "gauge", "Uni
 declare(StoredMetric("deia_backup_size_bytes", "gauge", "Size of the last good backup."))
 
 
-# --- database pool (per process; summed over gunicorn workers) ----------------------
-# Summed over live workers: the web's open connections, and the most it may open.
-# Registered only here, so that a bot runner's /metrics (the default registry) carries no
-# web gauges; under gunicorn the multiprocess files carry them whatever the registry.
-WEB_REGISTRY = CollectorRegistry()
+# --- database pool (per process; the web's summed over its gunicorn workers) ---------
+# The web exports the sum over its live workers; a bot runner its own pool.
 POOL_CONNECTIONS = Gauge(
     "deia_db_pool_connections",
-    "Database pool connections by state (in_use, idle), summed over the web's processes.",
+    "Database pool connections by state (in_use, idle); the web sums its processes.",
     ["state"],
     multiprocess_mode="livesum",
-    registry=WEB_REGISTRY,
 )
 POOL_MAX = Gauge(
     "deia_db_pool_max",
-    "Most connections the web's database pools may open, summed over its processes.",
+    "Most connections the database pool may open; the web sums its processes.",
     multiprocess_mode="livesum",
-    registry=WEB_REGISTRY,
 )
 POOL_CONNECTIONS.labels(state="in_use")
 POOL_CONNECTIONS.labels(state="idle")
@@ -223,6 +218,9 @@ request_finished.connect(update_pool_gauges, dispatch_uid="ops.metrics.update_po
 
 
 # --- dependency health (set by every check; refreshed in the background at scrape) -------
+# Registered only here, so that a bot runner's /metrics (the default registry) carries no
+# web-only families; under gunicorn the multiprocess files carry them whatever the registry.
+WEB_REGISTRY = CollectorRegistry()
 HEALTH_UP = Gauge(
     "deia_health_check_up",
     "1 if the dependency check passed the last time it ran, else 0.",
