@@ -152,3 +152,79 @@ def wait_targets_up(url: str, jobs: dict[str, int], timeout: float = 30) -> list
         return targets if ok else None
 
     return wait_for(all_up, timeout=timeout, what=f"Prometheus targets up: {jobs}")
+
+
+# --- the app with running bots, as Prometheus sees it -------------------------------------
+class WebApi:
+    """The JSON API of a test gunicorn, as an operator's script calls it (token auth)."""
+
+    def __init__(self, url: str) -> None:
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
+
+        user, _ = get_user_model().objects.get_or_create(username="observability-operator")
+        self.url = url
+        self.headers = {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
+
+    def post(self, path: str, body: dict | None = None, **headers: str) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body or {}, headers={**self.headers, **headers}, timeout=30)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.url}{path}", headers=self.headers, timeout=30)
+
+    def start_bots(self, bots) -> None:
+        """Start bots through the API (a Celery worker must be running) and wait until they run."""
+        from bots.models import Status
+
+        for bot in bots:
+            response = self.post(f"/api/bots/{bot.pk}/start")
+            assert response.status_code == 202, response.text
+
+        def all_running() -> bool:
+            for bot in bots:
+                bot.refresh_from_db()
+            return all(bot.status == Status.RUNNING for bot in bots)
+
+        wait_for(all_running, timeout=60, what="the bots running")
+
+    def chat(self, bot, message: str, **headers: str) -> httpx.Response:
+        response = self.post(f"/api/bots/{bot.pk}/messages", {"message": message}, **headers)
+        assert response.status_code == 200, response.text
+        return response
+
+
+def wait_for_series(url: str, expr: str, timeout: float = 30) -> list[dict]:
+    """Wait until an instant query returns at least one series (its result)."""
+    return wait_for(lambda: prom_query(url, expr), timeout=timeout, what=f"Prometheus to return {expr}")
+
+
+@pytest.fixture
+def scraped_prometheus(gunicorn, prometheus, celery_worker) -> str:
+    """URL of a Prometheus that has scraped the real app and a running bot under a little traffic.
+
+    gunicorn (2 workers), a Celery worker, one echo bot started through the API; then a
+    few API requests, health checks and a chat; it returns once every family has been
+    scraped at least twice since the traffic, so rate() and increase() have data.
+    """
+    from bots.models import Backend, Bot
+
+    web = gunicorn(workers=2)
+    celery_worker("host-a")
+    api = WebApi(web)
+    bot = Bot.objects.create(name="Scraped", slug="scraped", backend=Backend.ECHO, model_name="echo")
+    api.start_bots([bot])
+    url = prometheus(deia_scrape_configs(web))
+    wait_targets_up(url, {"deia-web": 1, "deia-bots": 1})
+    # Samples before the traffic, so that the traffic shows as an increase.
+    wait_for_series(url, 'deia_bot_messages_total{bot="scraped"}')
+    wait_for_series(url, "django_http_requests_total_by_method_total")
+    for path in ("/api/bots", f"/api/bots/{bot.pk}", "/api/bots/999999"):
+        api.get(path)
+    for path in ("/health/ready", "/health/cache"):
+        httpx.get(f"{web}{path}", timeout=10)
+    api.chat(bot, "hello from the observability fixture")
+    wait_for_series(url, 'increase(deia_bot_messages_total{bot="scraped"}[1m]) > 0')
+    wait_for_series(url, 'increase(deia_bot_message_processing_seconds_count{bot="scraped"}[1m]) > 0')
+    wait_for_series(url, "increase(django_http_responses_total_by_status_total[1m]) > 0")
+    wait_for_series(url, "django_cache_get_misses_total")
+    return url
