@@ -14,9 +14,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import httpx
+import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connections
+
+from deia.celery import app as celery_app
+
+# Load the cache backend's modules now, in the importing thread: two check threads
+# importing redis' modules for the first time at once deadlock on the import locks.
+caches["default"]
 
 
 @dataclass
@@ -57,9 +64,7 @@ def check_cache() -> str:
 
 
 def check_broker() -> str:
-    from deia.celery import app
-
-    url = app.conf.broker_url or ""
+    url = celery_app.conf.broker_url or ""
     if url.startswith("filesystem"):
         folder = settings.BROKER_DIR / "queue"
         if not folder.is_dir():
@@ -67,8 +72,6 @@ def check_broker() -> str:
         return "filesystem broker"
     if url.startswith(("redis", "rediss", "unix")):
         # kombu's ensure_connection bounds the retries, not a PING that never comes back.
-        import redis
-
         client = redis.Redis.from_url(url, socket_connect_timeout=_timeout(), socket_timeout=_timeout())
         try:
             client.ping()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import httpx
@@ -10,7 +11,7 @@ from django.db import connections
 
 from bots.models import Backend, Bot
 from ops import health
-from tests.support.procs import free_port
+from tests.support.procs import PYTHON, ROOT, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -150,3 +151,14 @@ def test_checks_give_their_database_connections_back_to_the_pool():
         assert all(result.ok for result in health.run_checks(["db", "llm"])), "pool ran dry"
     stats = pool.get_stats()
     assert stats["pool_size"] - stats["pool_available"] <= 1  # at most this test's own connection
+
+
+def test_importing_the_checks_loads_the_client_libraries_before_any_check_thread_runs(child_env):
+    # Two check threads importing redis for the first time at once deadlock on its import
+    # locks (seen as a 503 from the first /health/ready of a fresh worker).
+    script = (
+        "import sys, django; django.setup(); import ops.health; "
+        "print(all(m in sys.modules for m in ('redis.connection', 'django_redis.client.default', 'celery')))"
+    )
+    result = subprocess.run([PYTHON, "-c", script], env=child_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "True", result.stderr
