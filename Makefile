@@ -45,7 +45,7 @@ setup: venv
 	$(PY) manage.py setup
 
 test: venv
-	scripts/services.sh
+	DB_NAME=$(TEST_DB) scripts/services.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	env $(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run >/dev/null
@@ -58,7 +58,7 @@ format:
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
 
 bench: venv
-	scripts/services.sh
+	DB_NAME=$(TEST_DB) scripts/services.sh
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 	env $(TEST_ENV) $(PY) bench/run.py $(BENCH)
 

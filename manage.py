@@ -7,8 +7,9 @@ import sys
 
 
 def main() -> None:
-    from deia.config import import_settings_or_exit
+    from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode
 
+    leave_metrics_multiprocess_mode()
     import_settings_or_exit()
     from django.core.management import execute_from_command_line
 

@@ -149,17 +149,26 @@ class Env:
             config = environ.Env.db_url_config(value)
             if not config.get("NAME"):
                 raise ConfigError(name, "no database name in the URL (postgres://user:pass@host:5432/NAME)")
-            if not config.get("HOST"):
-                raise ConfigError(name, "no host in the URL (postgres://user:pass@HOST:5432/name)")
             options = dict(config.get("OPTIONS") or {})
+            if not config.get("HOST") and options.get("host"):
+                # postgres://deia@/deia?host=/run/postgresql: the Unix socket directory.
+                config["HOST"] = str(options.pop("host"))
+            if not config.get("HOST"):
+                raise ConfigError(
+                    name, "no host in the URL (postgres://user:pass@HOST:5432/name or ?host=/run/postgresql)"
+                )
             # Django's psycopg 3 pool: connections are reused across requests; CONN_MAX_AGE
             # must stay 0 with it. A bounded wait turns an exhausted pool into an error.
             options.setdefault("pool", {"min_size": 1, "max_size": pool_max, "timeout": 10})
             options.setdefault("connect_timeout", 5)
+            # Names our sessions in pg_stat_activity (diagnose, the idle-connection remedy).
+            options.setdefault("application_name", "deia")
             config["OPTIONS"] = options
             config["ENGINE"] = "django_prometheus.db.backends.postgresql"
             config["CONN_MAX_AGE"] = 0
-            config["CONN_HEALTH_CHECKS"] = False
+            # The pool checks a connection before handing it out, so one killed by the
+            # idle-connection remedy or a PostgreSQL restart is replaced, not an error.
+            config["CONN_HEALTH_CHECKS"] = True
             return config
         if scheme == "sqlite":
             # sqlite:////abs/path.sqlite3 is absolute, sqlite:///rel.sqlite3 relative.
@@ -183,6 +192,16 @@ def fail(err: ConfigError, stream=None) -> None:
     """Print the one-line error and exit non-zero: for manage.py, wsgi, celery."""
     print(f"configuration error: {err}", file=stream or sys.stderr)
     raise SystemExit(2)
+
+
+def leave_metrics_multiprocess_mode() -> None:
+    """Only gunicorn's web workers share PROMETHEUS_MULTIPROC_DIR.
+
+    A management command, a Celery worker or a bot runner that inherited the variable
+    (an operator's shell, a shared EnvironmentFile) would leave files in the web's
+    directory that gunicorn never cleans up, and crash if the directory is missing.
+    """
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def import_settings_or_exit() -> None:

@@ -182,6 +182,20 @@ DEIA_ADMIN_USER = env.str("DEIA_ADMIN_USER", "admin")
 DEIA_ADMIN_PASSWORD = env.secret("DEIA_ADMIN_PASSWORD")
 
 # (maintenance additions go here)
+# Folder of pg_dump/pg_restore matching the server (Debian: /usr/lib/postgresql/15/bin); empty = PATH.
+PG_BIN_DIR = env.str("PG_BIN_DIR", "")
+MAINTENANCE_COMMAND_TIMEOUT = env.float("MAINTENANCE_COMMAND_TIMEOUT", 3600.0, minimum=1.0)
+CHAT_RETENTION_BATCH = env.int("CHAT_RETENTION_BATCH", 5000, minimum=1)
+IDLE_CONNECTION_MINUTES = env.float("IDLE_CONNECTION_MINUTES", 30.0, minimum=0.0)
+SLOW_QUERY_SECONDS = env.float("SLOW_QUERY_SECONDS", 10.0, minimum=0.0)
+DIAGNOSE_WEB_URL = env.url("DIAGNOSE_WEB_URL", "http://127.0.0.1:8000", ("http", "https"))
+DIAGNOSE_TIMEOUT = env.float("DIAGNOSE_TIMEOUT", 5.0, minimum=0.1)
+DIAGNOSE_DISK_WARN_PERCENT = env.float("DIAGNOSE_DISK_WARN_PERCENT", 20.0)
+DIAGNOSE_DISK_CRIT_PERCENT = env.float("DIAGNOSE_DISK_CRIT_PERCENT", 5.0)
+DIAGNOSE_MEMORY_WARN_PERCENT = env.float("DIAGNOSE_MEMORY_WARN_PERCENT", 15.0)
+DIAGNOSE_MEMORY_CRIT_PERCENT = env.float("DIAGNOSE_MEMORY_CRIT_PERCENT", 5.0)
+DIAGNOSE_BACKUP_MAX_AGE_HOURS = env.float("DIAGNOSE_BACKUP_MAX_AGE_HOURS", 26.0, minimum=1.0)
+DIAGNOSE_RESTORE_CHECK_MAX_AGE_DAYS = env.float("DIAGNOSE_RESTORE_CHECK_MAX_AGE_DAYS", 35.0, minimum=1.0)
 
 # --- API --------------------------------------------------------------------------
 REST_FRAMEWORK = {

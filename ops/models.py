@@ -69,3 +69,46 @@ class MetricValue(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{{{self.labels}}} {self.value}"
+
+
+class MaintenanceRun(models.Model):
+    """One run of a maintenance job (backup, restore check, VACUUM...), whoever started it.
+
+    Written by ops.maintenance.runs.run_job only: created as `running`, finished with
+    ok / warning / failed, a one-line summary and the job's measurements in `details`.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        WARNING = "warning", "Warning"
+        FAILED = "failed", "Failed"
+
+    # A run that ended and did its job (a warning still did it).
+    SUCCEEDED = (Status.OK, Status.WARNING)
+
+    job = models.CharField(max_length=50)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    actor = models.CharField(max_length=150, blank=True, help_text="Who started it: celery (beat) or a user name")
+    host = models.CharField(max_length=255, blank=True)
+    summary = models.CharField(max_length=500, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        permissions = [("operate", "Can run maintenance jobs and remediations from the Operations page")]
+        indexes = [
+            # "Last good run of job X" (diagnose, verify_backup's file lookup, the admin filter).
+            models.Index(fields=["job", "status", "-started_at"], name="mrun_job_status_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.started_at:%Y-%m-%d %H:%M:%S} {self.status}"
+
+    @property
+    def duration(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

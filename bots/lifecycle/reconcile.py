@@ -27,7 +27,7 @@ from bots.lifecycle.transitions import (
     start_bot,
     stop_bot,
 )
-from bots.models import PROCESS_STATES, Bot, DesiredState, Status
+from bots.models import Bot, DesiredState, Status
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -46,7 +46,7 @@ def reconcile_bot(bot_id: int) -> str:
     if bot.status == Status.STARTING:
         if start_overdue(bot):
             if bot.pid and is_runner(bot.pid, bot.pk) and healthy_runner(bot):
-                kill_strays(bot.pk, keep=bot.pid)
+                kill_strays(bot.pk)
                 return adopt(bot.pk, bot.pid)
             return fail_interrupted_start(bot)
         if bot.desired_state == DesiredState.STOPPED and bot.pid:
@@ -55,8 +55,7 @@ def reconcile_bot(bot_id: int) -> str:
     if bot.status == Status.STOPPING:
         return stop_bot(bot.pk)
     # No process should exist for the remaining statuses.
-    if bot.host in ("", settings.HOSTNAME):
-        kill_strays(bot.pk, keep=None)
+    kill_strays(bot.pk)
     if bot.desired_state == DesiredState.STOPPED:
         return settle_stopped(bot.pk)
     if start_due(bot):
@@ -67,7 +66,7 @@ def reconcile_bot(bot_id: int) -> str:
 def _check_running(bot: Bot) -> str:
     if bot.desired_state == DesiredState.STOPPED:
         return stop_bot(bot.pk)
-    kill_strays(bot.pk, keep=bot.pid)
+    kill_strays(bot.pk)
     if not is_runner(bot.pid, bot.pk):
         return mark_crashed(bot.pk, bot.pid, f"process {bot.pid} is gone")
     if heartbeat_stale(bot):
@@ -97,18 +96,15 @@ def kill_orphans() -> int:
     pids = runner_pids()
     if not pids:
         return 0
-    bots = {b.pk: b for b in Bot.objects.filter(pk__in=set(pids.values()))}
+    existing = set(Bot.objects.filter(pk__in=set(pids.values())).values_list("pk", flat=True))
     killed = 0
+    for bot_id in existing:
+        killed += len(kill_strays(bot_id))
     for pid, bot_id in pids.items():
-        bot = bots.get(bot_id)
-        if bot is not None and bot.host == settings.HOSTNAME:
-            if bot.status in PROCESS_STATES and bot.pid == pid:
-                continue
-            if bot.status == Status.STARTING and not start_overdue(bot):
-                continue  # spawned a moment ago; its start task records the pid
-        terminate(pid, 0)
-        killed += 1
-        log.warning("orphan runner killed", extra={"bot_id": bot_id, "action": "bot.orphan_killed", "pid": pid})
+        if bot_id not in existing:  # its bot row is gone
+            terminate(pid, 0)
+            killed += 1
+            log.warning("orphan runner killed", extra={"bot_id": bot_id, "action": "bot.orphan_killed", "pid": pid})
     return killed
 
 

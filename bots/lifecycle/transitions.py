@@ -143,11 +143,13 @@ def _finish_start(bot_id: int, pid: int, seconds: float, reason: str) -> str:
     return "started"
 
 
-def _fail_start(bot_id: int, pid: int | None, error: str, exit_code: int | None = None) -> None:
+def _fail_start(bot_id: int, pid: int | None, error: str, exit_code: int | None = None, kill: bool = False) -> None:
     with transaction.atomic():
         bot = locked(bot_id)
         if bot is None or bot.status != Status.STARTING or bot.pid != pid:
-            return  # stopped or cleaned up meanwhile; the process is already dead
+            return  # stopped, adopted or cleaned up meanwhile
+        if kill and pid and is_runner(pid, bot.pk):
+            kill_group(pid)
         _fail_locked(bot, error, pid, exit_code)
 
 
@@ -244,20 +246,29 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
 
 def fail_interrupted_start(bot: Bot) -> str:
     """A start whose worker was lost: kill whatever it left, count it as a failed start."""
-    if bot.pid and is_runner(bot.pid, bot.pk):
-        kill_group(bot.pid)
-    kill_strays(bot.pk, keep=None)
-    _fail_start(bot.pk, bot.pid, "start interrupted: the worker starting it was lost")
+    _fail_start(bot.pk, bot.pid, "start interrupted: the worker starting it was lost", kill=True)
+    kill_strays(bot.pk)
     return "error"
 
 
-def kill_strays(bot_id: int, keep: int | None) -> list[int]:
-    """Kill this host's runners of the bot other than `keep`: never two processes of one bot."""
-    killed = []
-    for pid in runner_pids(bot_id):
-        if pid != keep:
+def kill_strays(bot_id: int) -> list[int]:
+    """Kill this host's runners of the bot that its row does not own: never two processes of one bot.
+
+    Decided under the row lock on a fresh read, so a runner spawned by a start that claimed
+    the bot after our caller looked at it is never mistaken for a stray.
+    """
+    pids = runner_pids(bot_id)
+    if not pids:
+        return []
+    with transaction.atomic():
+        bot = locked(bot_id)
+        if bot is not None and bot.status == Status.STARTING and bot.pid is None:
+            return []  # a spawn is in flight; its start task records the pid
+        owns = bot is not None and bot.status in PROCESS_STATES and bot.host == settings.HOSTNAME
+        keep = bot.pid if owns else None
+        killed = [pid for pid in pids if pid != keep]
+        for pid in killed:
             terminate(pid, 0)
-            killed.append(pid)
             log.warning("stray runner killed", extra={"bot_id": bot_id, "action": "bot.stray_killed", "pid": pid})
     return killed
 
@@ -280,7 +291,7 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, delete: bool = Fal
         bot.status = Status.STOPPING
         bot.save(update_fields=["status", "updated_at"])
     killed = terminate(pid, settings.BOT_STOP_GRACE) if is_runner(pid, bot_id) else False
-    kill_strays(bot_id, keep=None)
+    kill_strays(bot_id)
     with transaction.atomic():
         bot = locked(bot_id)
         if bot is None:

@@ -106,8 +106,8 @@ class Worker:
 
 
 @pytest.fixture
-def celery_worker(spawn, child_env, redis_client, fake_ollama, tmp_path):
-    """celery_worker(name="host-a", concurrency=4, **env) -> Worker, ready to take tasks.
+def bot_worker(spawn, child_env, redis_client, fake_ollama, tmp_path):
+    """bot_worker(name="host-a", concurrency=4, **env) -> Worker, ready to take tasks.
 
     Bots it starts talk to `fake_ollama` and log under tmp_path/log. At teardown the
     workers stop first, then every runner of the test database is killed.

@@ -59,6 +59,12 @@ def test_good_values_parse():
     assert db["CONN_MAX_AGE"] == 0
 
 
+def test_a_unix_socket_database_url_is_accepted():
+    db = Env({}).database("DATABASE_URL", "postgres://deia@/deia?host=/run/postgresql", {})
+    assert (db["HOST"], db["NAME"], db["USER"]) == ("/run/postgresql", "deia", "deia")
+    assert "host" not in db["OPTIONS"]
+
+
 def test_unset_means_embedded_defaults():
     env = Env({})
     db = env.database("DATABASE_URL", "sqlite:////srv/deia/var/deia.sqlite3", {"timeout": 20})

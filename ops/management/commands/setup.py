@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from ops.audit import audit
+from ops.schedules import setup_hook as install_schedules
 
 
 def ensure_folders() -> None:
@@ -85,4 +86,4 @@ class Command(BaseCommand):
 
 
 # Other parts add idempotent steps here (schedules, for example).
-SETUP_HOOKS: list = []
+SETUP_HOOKS: list = [install_schedules]

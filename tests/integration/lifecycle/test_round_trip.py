@@ -15,8 +15,8 @@ def bot_status(bot: Bot) -> str:
     return bot.status
 
 
-def test_a_bot_started_chatted_with_and_stopped_through_the_api_leaves_no_trace(api, celery_worker):
-    celery_worker("host-a")
+def test_a_bot_started_chatted_with_and_stopped_through_the_api_leaves_no_trace(api, bot_worker):
+    bot_worker("host-a")
     bot = Bot.objects.create(name="Support", slug="support", model_name="llama3.2")
 
     response = api.post(f"/api/bots/{bot.pk}/start")
@@ -54,8 +54,8 @@ def test_a_bot_started_chatted_with_and_stopped_through_the_api_leaves_no_trace(
 
 
 @pytest.mark.parametrize("path", ["/api/bots/{}/stop", "/api/bot/{}/stop"])
-def test_the_guides_stop_path_also_stops_a_bot(api, celery_worker, path):
-    celery_worker("host-a")
+def test_the_guides_stop_path_also_stops_a_bot(api, bot_worker, path):
+    bot_worker("host-a")
     bot = Bot.objects.create(name="Guide", slug="guide")
     api.post(f"/api/bots/{bot.pk}/start")
     wait_for(lambda: bot_status(bot) == Status.RUNNING, timeout=30, what="bot running")

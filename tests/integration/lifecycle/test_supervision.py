@@ -22,8 +22,8 @@ def audit_rows(bot: Bot, action: str) -> list[AuditLog]:
     return list(AuditLog.objects.filter(target=bot.slug, action=action).order_by("created_at", "id"))
 
 
-def test_a_runner_killed_with_sigkill_is_detected_audited_and_restarted(celery_worker, reconcile_ticker):
-    celery_worker("host-a")
+def test_a_runner_killed_with_sigkill_is_detected_audited_and_restarted(bot_worker, reconcile_ticker):
+    bot_worker("host-a")
     reconcile_ticker(0.5)
     bot = Bot.objects.create(name="Crashy", slug="crashy")
     lifecycle.request_start(bot, actor="test")
@@ -41,8 +41,8 @@ def test_a_runner_killed_with_sigkill_is_detected_audited_and_restarted(celery_w
     assert MetricValue.objects.get(name="deia_bot_restarts_total").value == 1
 
 
-def test_a_runner_that_exits_at_once_backs_off_and_ends_in_error(celery_worker, reconcile_ticker, fake_ollama):
-    celery_worker("host-a", BOT_MAX_START_RETRIES="4", BOT_BACKOFF_BASE="0.3")
+def test_a_runner_that_exits_at_once_backs_off_and_ends_in_error(bot_worker, reconcile_ticker, fake_ollama):
+    bot_worker("host-a", BOT_MAX_START_RETRIES="4", BOT_BACKOFF_BASE="0.3")
     reconcile_ticker(0.2)
     bot = Bot.objects.create(name="No model", slug="no-model", model_name="missing-model")
     lifecycle.request_start(bot, actor="test")
@@ -78,8 +78,8 @@ def runner_pids_of_test(bot: Bot) -> list[int]:
     return [int(p) for p in os.listdir("/proc") if p.isdigit() and (process_tag(int(p)) or "").endswith(marker)]
 
 
-def test_a_worker_killed_in_the_middle_of_a_start_leaves_no_orphan_and_no_duplicate(celery_worker, reconcile_ticker):
-    worker = celery_worker("host-a", BOT_START_TIMEOUT="3")
+def test_a_worker_killed_in_the_middle_of_a_start_leaves_no_orphan_and_no_duplicate(bot_worker, reconcile_ticker):
+    worker = bot_worker("host-a", BOT_START_TIMEOUT="3")
     bot = Bot.objects.create(name="Interrupted", slug="interrupted")
     lifecycle.request_start(bot, actor="test")
     # The moment the runner's pid is recorded, the worker dies: the start task never finishes.
@@ -92,7 +92,7 @@ def test_a_worker_killed_in_the_middle_of_a_start_leaves_no_orphan_and_no_duplic
     worker.kill()
     assert status_of(bot) == Status.STARTING
 
-    celery_worker("host-a", BOT_START_TIMEOUT="3")
+    bot_worker("host-a", BOT_START_TIMEOUT="3")
     reconcile_ticker(0.5)
     wait_for(lambda: status_of(bot) == Status.RUNNING, timeout=40, what="bot running again")
     wait_for(lambda: runner_pids_of_test(bot) == [bot.pid], timeout=10, what="exactly one runner")
@@ -101,8 +101,8 @@ def test_a_worker_killed_in_the_middle_of_a_start_leaves_no_orphan_and_no_duplic
     assert outcomes & {"bot.adopted", "bot.restarted"}, outcomes
 
 
-def test_ten_bots_started_together_all_run_on_distinct_ports(celery_worker):
-    celery_worker("host-a")
+def test_ten_bots_started_together_all_run_on_distinct_ports(bot_worker):
+    bot_worker("host-a")
     bots = [Bot.objects.create(name=f"Fleet {i}", slug=f"fleet-{i}") for i in range(10)]
     for bot in bots:
         lifecycle.request_start(bot, actor="test")
@@ -116,10 +116,10 @@ def test_ten_bots_started_together_all_run_on_distinct_ports(celery_worker):
     assert AuditLog.objects.filter(action="bot.started").count() == 10
 
 
-def test_two_concurrent_starts_of_one_bot_spawn_one_process(celery_worker):
+def test_two_concurrent_starts_of_one_bot_spawn_one_process(bot_worker):
     from deia.celery import app
 
-    celery_worker("host-a")
+    bot_worker("host-a")
     bot = Bot.objects.create(name="Twice", slug="twice")
     lifecycle.request_start(bot, actor="test")
     for _ in range(4):
@@ -130,8 +130,8 @@ def test_two_concurrent_starts_of_one_bot_spawn_one_process(celery_worker):
     assert len(audit_rows(bot, "bot.started")) == 1
 
 
-def test_a_stop_issued_while_a_start_is_in_progress_ends_stopped_without_a_process(celery_worker):
-    celery_worker("host-a")
+def test_a_stop_issued_while_a_start_is_in_progress_ends_stopped_without_a_process(bot_worker):
+    bot_worker("host-a")
     bot = Bot.objects.create(name="Changed mind", slug="changed-mind")
     lifecycle.request_start(bot, actor="test")
     wait_for(lambda: status_of(bot) == Status.STARTING, timeout=30, interval=0.005, what="bot starting")
@@ -141,11 +141,11 @@ def test_a_stop_issued_while_a_start_is_in_progress_ends_stopped_without_a_proce
     assert bot.desired_state == "stopped" and bot.pid is None
 
 
-def test_each_host_stops_and_reconciles_its_own_bots(celery_worker, reconcile_ticker):
+def test_each_host_stops_and_reconciles_its_own_bots(bot_worker, reconcile_ticker):
     from django.core.management import call_command
 
-    celery_worker("host-a")
-    celery_worker("host-b")
+    bot_worker("host-a")
+    bot_worker("host-b")
     placed = {}
     for host in ("host-a", "host-b"):
         for i in range(2):

@@ -1,0 +1,84 @@
+"""Bot start-up time and runner memory, measured through the lifecycle's own start path.
+
+Runs what a worker runs (bots.lifecycle.transitions.start_bot: claim, port, spawn
+`manage.py runbot`, wait for /health) N times against a fake Ollama, then stops the bot.
+Prints the median and p95 of the recorded startup_seconds and the runner's resident
+memory (VmRSS) after one chat. Not run by the tests.
+
+    Usage: scripts/services.sh && env $(TEST_ENV) .venv/bin/python bench/bot_startup.py -n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=20, help="number of starts (default 20)")
+    args = parser.parse_args()
+
+    from tests.fakes.ollama import FakeOllama
+
+    fake = FakeOllama().start()
+    os.environ["OLLAMA_URL"] = fake.url  # the runner inherits it, as from a worker's env
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
+    import django
+
+    django.setup()
+    import httpx
+    from django.core.management import call_command
+
+    from bots.lifecycle import transitions
+    from bots.models import Bot, DesiredState, Status
+
+    call_command("migrate", verbosity=0)
+    bot, _ = Bot.objects.update_or_create(
+        slug="bench-startup", defaults={"name": "bench-startup", "model_name": "llama3.2"}
+    )
+    times: list[float] = []
+    rss: list[float] = []
+    try:
+        for _ in range(args.n):
+            Bot.objects.filter(pk=bot.pk).update(desired_state=DesiredState.RUNNING, start_failures=0)
+            outcome = transitions.start_bot(bot.pk)
+            bot.refresh_from_db()
+            if outcome != "started" or bot.status != Status.RUNNING:
+                print(f"start failed: {outcome}: {bot.last_error}", file=sys.stderr)
+                return 1
+            times.append(bot.startup_seconds)
+            httpx.post(f"http://{bot.address}/chat", json={"message": "hello"}, timeout=10).raise_for_status()
+            rss.append(rss_mib(bot.pid))
+            Bot.objects.filter(pk=bot.pk).update(desired_state=DesiredState.STOPPED)
+            transitions.stop_bot(bot.pk)
+    finally:
+        Bot.objects.filter(pk=bot.pk).update(desired_state=DesiredState.STOPPED)
+        transitions.stop_bot(bot.pk)
+        Bot.objects.filter(pk=bot.pk).delete()
+        fake.stop()
+    times.sort()
+    p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
+    print(
+        f"bot startup over {len(times)} starts: median {statistics.median(times):.3f} s, p95 {p95:.3f} s, "
+        f"max {times[-1]:.3f} s; runner RSS after one chat: median {statistics.median(rss):.1f} MiB"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

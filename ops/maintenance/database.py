@@ -1,0 +1,104 @@
+"""Database upkeep: VACUUM (ANALYZE), the table-size and index-usage report, chat retention."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ops.audit import audit
+from ops.maintenance.pg import Target
+from ops.maintenance.runs import Outcome
+
+DEAD_TUPLES = "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables"
+
+TABLE_SIZES = """
+SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), pg_indexes_size(c.oid),
+       greatest(c.reltuples, 0)::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public'
+ORDER BY 2 DESC, 1
+"""
+
+INDEX_USAGE = """
+SELECT s.relname, s.indexrelname, s.idx_scan, pg_relation_size(s.indexrelid), i.indisunique
+FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+WHERE s.schemaname = 'public'
+ORDER BY s.idx_scan, 4 DESC, 2
+"""
+
+
+def vacuum() -> Outcome:
+    started = time.monotonic()
+    if not settings.DATABASE_IS_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM")
+            cursor.execute("ANALYZE")
+        return Outcome(f"SQLite VACUUM and ANALYZE in {time.monotonic() - started:.1f} s", {"engine": "sqlite"})
+    # VACUUM cannot run inside a transaction block: a connection of its own, autocommit.
+    with Target.default().connect(autocommit=True) as conn:
+        dead_before = conn.execute(DEAD_TUPLES).fetchone()[0]
+        conn.execute("VACUUM (ANALYZE)")
+        dead_after = conn.execute(DEAD_TUPLES).fetchone()[0]
+    seconds = round(time.monotonic() - started, 3)
+    details = {"dead_tuples_before": dead_before, "dead_tuples_after": dead_after, "duration_seconds": seconds}
+    return Outcome(f"VACUUM (ANALYZE) in {seconds:.1f} s; dead tuples {dead_before} -> {dead_after}", details)
+
+
+def db_report() -> Outcome:
+    if not settings.DATABASE_IS_POSTGRES:
+        return Outcome("skipped: table and index statistics need PostgreSQL", {"skipped": True})
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        database_size = cursor.fetchone()[0]
+        cursor.execute(TABLE_SIZES)
+        tables = [
+            {"table": t, "total_bytes": total, "table_bytes": heap, "index_bytes": idx, "rows_estimate": rows}
+            for t, total, heap, idx, rows in cursor.fetchall()
+        ]
+        cursor.execute(INDEX_USAGE)
+        indexes = [
+            {"table": t, "index": i, "scans": scans, "bytes": size, "unique": unique}
+            for t, i, scans, size, unique in cursor.fetchall()
+        ]
+    # Unique indexes enforce constraints: never "unused", however rarely they are scanned.
+    unused = [i["index"] for i in indexes if i["scans"] == 0 and not i["unique"]]
+    largest = tables[0] if tables else None
+    summary = f"database {database_size / 1048576:.1f} MiB in {len(tables)} tables"
+    if largest:
+        summary += f"; largest {largest['table']} {largest['total_bytes'] / 1048576:.1f} MiB"
+    summary += f"; {len(unused)} unused indexes"
+    details = {"database_bytes": database_size, "tables": tables, "indexes": indexes, "unused_indexes": unused}
+    return Outcome(summary, details)
+
+
+def purge_messages(days: int | None = None, batch: int | None = None) -> Outcome:
+    """Delete chat messages older than CHAT_RETENTION_DAYS, a batch per transaction.
+
+    Small batches keep each lock and each WAL burst short, so bots keep writing messages
+    while years of history go.
+    """
+    from bots.models import ChatMessage
+
+    days = settings.CHAT_RETENTION_DAYS if days is None else days
+    if not days:
+        return Outcome("skipped: CHAT_RETENTION_DAYS is not set", {"skipped": True})
+    batch = batch or settings.CHAT_RETENTION_BATCH
+    cutoff = timezone.now() - timedelta(days=days)
+    total = batches = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                ChatMessage.objects.filter(created_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch]
+            )
+            if not ids:
+                break
+            total += ChatMessage.objects.filter(pk__in=ids).delete()[0]
+            batches += 1
+    details = {"deleted": total, "retention_days": days, "cutoff": cutoff.isoformat(), "batches": batches}
+    if total:
+        audit("maintenance.purge_messages", actor="maintenance", target="chat_messages", details=details)
+    return Outcome(f"deleted {total} chat messages older than {days} days", details)

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand
+
+from ops.maintenance.command import cli_actor
+from ops.remediation import freeze_starts
+
+
+class Command(BaseCommand):
+    help = "Refuse new bot starts from now on (like MAX_BOTS=0, no restart); running bots keep running."
+
+    def handle(self, *args, **options) -> None:
+        changed = freeze_starts(actor=cli_actor())
+        self.stdout.write("bot starts frozen" if changed else "bot starts were already frozen")
