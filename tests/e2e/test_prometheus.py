@@ -58,10 +58,10 @@ def count(url: str, bot: str) -> float:
 
 
 def test_prometheus_finds_two_running_bots_and_sees_a_chat_in_the_bot_histogram(
-    gunicorn, celery_worker, prometheus, fake_ollama, tmp_path
+    gunicorn, bot_worker, prometheus, fake_ollama, tmp_path
 ):
     web = gunicorn(workers=2, LOG_LEVEL="INFO")
-    worker = celery_worker("host-a")
+    worker = bot_worker("host-a")
     api = WebApi(web)
     echo = Bot.objects.create(name="Alpha", slug="alpha", backend=Backend.ECHO, model_name="echo")
     llama = Bot.objects.create(name="Bravo", slug="bravo", backend=Backend.OLLAMA, model_name="llama3.2")

@@ -199,7 +199,7 @@ def wait_for_series(url: str, expr: str, timeout: float = 30) -> list[dict]:
 
 
 @pytest.fixture
-def scraped_prometheus(gunicorn, prometheus, celery_worker) -> str:
+def scraped_prometheus(gunicorn, prometheus, bot_worker) -> str:
     """URL of a Prometheus that has scraped the real app and a running bot under a little traffic.
 
     gunicorn (2 workers), a Celery worker, one echo bot started through the API; then a
@@ -209,7 +209,7 @@ def scraped_prometheus(gunicorn, prometheus, celery_worker) -> str:
     from bots.models import Backend, Bot
 
     web = gunicorn(workers=2)
-    celery_worker("host-a")
+    bot_worker("host-a")
     api = WebApi(web)
     bot = Bot.objects.create(name="Scraped", slug="scraped", backend=Backend.ECHO, model_name="echo")
     api.start_bots([bot])
