@@ -14,7 +14,7 @@ from django.db.models import Count
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from ops.metrics import SCRAPE_COLLECTORS, StoredMetric, declare
+from ops.metrics import RUNNER_ONLY, SCRAPE_COLLECTORS, StoredMetric, declare
 
 # --- stored lifecycle metrics (web app) -----------------------------------------------
 STARTS = declare(
@@ -69,6 +69,10 @@ LLM_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0),
 )
 LLM_TOKENS = Counter("deia_llm_tokens", "LLM tokens by kind (prompt, completion).", ["bot", "kind"])
+RUNNER_ONLY.update(
+    {"deia_bot_messages", "deia_bot_message_errors", "deia_bot_message_processing_seconds", "deia_llm_request_seconds"}
+    | {"deia_llm_tokens"}
+)
 
 
 def init_runner_metrics(bot_slug: str) -> None:

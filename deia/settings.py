@@ -267,12 +267,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "ops.logs.RequestIdFilter"}},
     "formatters": {
-        "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
-        },
-        "text": {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"},
+        # One JSON object per line (time, level, logger, message, request_id, extra fields).
+        "json": {"()": "ops.logs.JsonFormatter"},
+        "text": {"()": "ops.logs.TextFormatter"},
     },
     "handlers": {
         "stdout": {
@@ -294,6 +291,10 @@ LOGGING = {
 }
 
 # (observability additions go here)
+# /metrics exports deia_health_check_up from checks at most this old (refreshed in the background).
+HEALTH_METRICS_MAX_AGE = env.float("HEALTH_METRICS_MAX_AGE", 15.0, minimum=1.0)
+# Celery workers log through LOGGING above (JSON lines) instead of replacing the root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # django-prometheus: buckets at the guide's 0.2 s API target and the 2 s slow threshold.
 PROMETHEUS_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0, float("inf"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
 from pathlib import Path
 
 import gunicorn.http.wsgi
@@ -18,9 +17,13 @@ import gunicorn.http.wsgi
 from deia.config import Env
 
 _base = Path(__file__).resolve().parent.parent
+# Set before any worker imports prometheus_client: it picks its multiprocess value class
+# from the environment once, at import. Nothing in this master imports it earlier.
 _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", str(Path(os.environ.get("DEIA_VAR_DIR", _base / "var")) / "metrics")
 )
+# Workers export process_* for the master and each other (ops.metrics.WebProcessesCollector).
+os.environ["DEIA_WEB_MASTER_PID"] = str(os.getpid())
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", 0)) or multiprocessing.cpu_count() * 2 + 1
@@ -58,12 +61,16 @@ gunicorn.http.wsgi.SERVER = "deia"
 
 
 def on_starting(server) -> None:
-    # Stale files from a previous run would add old counts to new ones.
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    # Stale files from a previous run would add old counts to new ones. Only prometheus_client's
+    # own files go: the directory may be one an operator chose and shares.
     os.makedirs(_metrics_dir, exist_ok=True)
+    for stale in Path(_metrics_dir).glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def child_exit(server, worker) -> None:
+    # A dead worker's live gauges (pool connections) leave the sums; its counters and
+    # histograms stay in the directory, so no total ever goes backwards.
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)

@@ -1,7 +1,8 @@
-"""Dependency checks for /health/*, diagnose and the Operations page.
+"""Dependency checks for /health/*, /metrics (deia_health_check_up), diagnose and the Operations page.
 
 Each check runs in its own daemon thread and is abandoned after its timeout, so a
-dependency that accepts a connection and never answers cannot hold a probe hostage.
+dependency that accepts a connection and never answers cannot hold a probe hostage. The
+checks also bound their own I/O (socket timeouts), so an abandoned thread ends soon after.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 import httpx
+import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connections
+
+from deia.celery import app as celery_app
+
+# Load the cache backend's modules now, in the importing thread: two check threads
+# importing redis' modules for the first time at once deadlock on the import locks.
+caches["default"]
 
 
 @dataclass
@@ -33,15 +41,14 @@ class CheckResult:
         }
 
 
+def _timeout() -> float:
+    return settings.HEALTH_CHECK_TIMEOUT
+
+
 def check_db() -> str:
-    conn = connections["default"]
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
-    finally:
-        # This thread is thrown away: give its connection back to the pool now.
-        conn.close()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
     return ""
 
 
@@ -51,33 +58,54 @@ def check_cache() -> str:
     if cache.get(key) != "1":
         raise RuntimeError("value written to the cache was not read back")
     cache.delete(key)
+    if cache.get(key) is not None:
+        raise RuntimeError("value deleted from the cache was still read back")
     return ""
 
 
 def check_broker() -> str:
-    from deia.celery import app
-
-    url = app.conf.broker_url or ""
+    url = celery_app.conf.broker_url or ""
     if url.startswith("filesystem"):
         folder = settings.BROKER_DIR / "queue"
         if not folder.is_dir():
             raise RuntimeError(f"broker folder {folder} does not exist")
         return "filesystem broker"
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_TIMEOUT)
+    if url.startswith(("redis", "rediss", "unix")):
+        # kombu's ensure_connection bounds the retries, not a PING that never comes back.
+        client = redis.Redis.from_url(url, socket_connect_timeout=_timeout(), socket_timeout=_timeout())
+        try:
+            client.ping()
+        finally:
+            client.close()
+        return ""
+    from kombu import Connection
+
+    options = {"read_timeout": _timeout(), "write_timeout": _timeout()}
+    with Connection(url, connect_timeout=_timeout(), transport_options=options) as conn:
+        conn.ensure_connection(max_retries=1, timeout=_timeout())
     return ""
 
 
+def _llm_get(url: str, headers: dict[str, str] | None = None) -> int:
+    response = httpx.get(url, timeout=httpx.Timeout(_timeout()), headers=headers)
+    response.raise_for_status()
+    body = response.json()
+    # Ollama lists {"models": [...]}, OpenAI-compatible servers {"data": [...]}.
+    return len(body.get("models") or body.get("data") or [])
+
+
 def check_llm() -> str:
+    """The model list of every LLM server a bot is configured to use."""
     from bots.models import Backend, Bot
 
-    if not Bot.objects.filter(backend=Backend.OLLAMA).exists():
-        return "no bot uses the ollama backend"
-    timeout = httpx.Timeout(settings.HEALTH_CHECK_TIMEOUT)
-    response = httpx.get(f"{settings.OLLAMA_URL}/api/tags", timeout=timeout)
-    response.raise_for_status()
-    models = response.json().get("models", [])
-    return f"{len(models)} models"
+    backends = set(Bot.objects.order_by().values_list("backend", flat=True).distinct())
+    found = []
+    if Backend.OLLAMA in backends:
+        found.append(f"ollama: {_llm_get(f'{settings.OLLAMA_URL}/api/tags')} models")
+    if Backend.OPENAI in backends:
+        headers = {"Authorization": f"Bearer {settings.OPENAI_API_KEY}"} if settings.OPENAI_API_KEY else None
+        found.append(f"openai: {_llm_get(f'{settings.OPENAI_URL}/models', headers)} models")
+    return "; ".join(found) or "no bot uses an LLM server"
 
 
 CHECKS: dict[str, Callable[[], str]] = {
@@ -89,32 +117,42 @@ CHECKS: dict[str, Callable[[], str]] = {
 
 
 def _run_in_thread(fn: Callable[[], str]) -> Future:
+    """Start `fn` in a daemon thread; the future holds (detail, seconds it took)."""
     future: Future = Future()
 
     def target() -> None:
+        started = time.perf_counter()
         try:
-            future.set_result(fn())
+            detail = fn()
+            future.set_result((detail, time.perf_counter() - started))
         except BaseException as exc:  # noqa: BLE001 - every failure is a failed check
             future.set_exception(exc)
+        finally:
+            # The thread is thrown away: give its database connection back to the pool,
+            # or every check would leak one and the pool would run dry.
+            connections.close_all()
 
     threading.Thread(target=target, name=f"health-{fn.__name__}", daemon=True).start()
     return future
 
 
 def run_checks(names: list[str], timeout: float | None = None) -> list[CheckResult]:
-    """Run the named checks in parallel; each gets `timeout` seconds at most."""
-    timeout = settings.HEALTH_CHECK_TIMEOUT if timeout is None else timeout
+    """Run the named checks in parallel; each gets `timeout` seconds at most, all of them too."""
+    timeout = _timeout() if timeout is None else timeout
     started = time.perf_counter()
     futures = {name: _run_in_thread(CHECKS[name]) for name in names}
     results = []
     for name, future in futures.items():
         remaining = max(0.0, timeout - (time.perf_counter() - started))
         try:
-            detail = future.result(timeout=remaining)
-            ok = True
+            detail, seconds = future.result(timeout=remaining)
+            results.append(CheckResult(name, True, seconds * 1000, detail))
         except TimeoutError:
-            ok, detail = False, f"no answer within {timeout:g} s"
+            results.append(CheckResult(name, False, timeout * 1000, f"no answer within {timeout:g} s"))
         except Exception as exc:  # noqa: BLE001
-            ok, detail = False, f"{type(exc).__name__}: {exc}".strip()[:300]
-        results.append(CheckResult(name, ok, (time.perf_counter() - started) * 1000, detail))
+            elapsed = (time.perf_counter() - started) * 1000
+            results.append(CheckResult(name, False, elapsed, f"{type(exc).__name__}: {exc}".strip()[:300]))
+    from ops.metrics import record_health
+
+    record_health(results)
     return results

@@ -1,11 +1,20 @@
-"""Request ids that follow one chat across processes, and the log filter that prints them."""
+"""Request ids that follow one chat across processes, and the log formatting that prints them.
+
+A request id enters at the web (an incoming X-Request-ID is kept if it is well formed,
+otherwise one is made), lives in a context variable for the length of the request, is
+returned in the response, and is sent on with the chat to the bot runner and from there
+to the LLM. Every log line carries it, so one grep follows a chat through every process.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import logging
 import re
+import time
 import uuid
+
+from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -31,8 +40,55 @@ def reset_request_id(token: contextvars.Token) -> None:
     _request_id.reset(token)
 
 
+def outgoing_headers() -> dict[str, str]:
+    """Headers that carry the current request id to another process ({} outside a request)."""
+    request_id = get_request_id()
+    return {} if request_id == "-" else {REQUEST_ID_HEADER: request_id}
+
+
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
             record.request_id = get_request_id()
         return True
+
+
+def _iso_utc(record: logging.LogRecord) -> str:
+    # One unambiguous timestamp for every process on every host: ISO 8601, UTC, milliseconds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id", "taskName"}
+
+
+class JsonFormatter(_BaseJsonFormatter):
+    """One JSON object per line: time, level, logger, message, request_id and every `extra` field."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("fmt", "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s")
+        kwargs.setdefault("rename_fields", {"asctime": "time", "levelname": "level", "name": "logger"})
+        super().__init__(*args, **kwargs)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _iso_utc(record)
+
+
+class TextFormatter(logging.Formatter):
+    """For people (LOG_FORMAT=text): the message, then the `extra` fields as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _iso_utc(record)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if not hasattr(record, "request_id"):
+            record.request_id = get_request_id()
+        line = super().formatMessage(record)
+        # Before any traceback, which logging.Formatter.format appends after this.
+        extra = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
+        if extra:
+            line += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        return line

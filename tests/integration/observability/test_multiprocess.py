@@ -1,0 +1,143 @@
+"""Under gunicorn with several workers, /metrics is the sum over all of them and never goes backwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.plugins.observability import value
+from tests.support.procs import http_ok, pid_alive, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+VIEW = "prometheus-targets"  # a view nothing but the test requests
+PATH = "/api/prometheus/targets"
+
+
+def hammer(url: str, n: int) -> None:
+    """n requests from several clients at once, so that every worker takes some."""
+
+    def one(_: int) -> int:
+        return httpx.get(f"{url}{PATH}", timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert set(pool.map(one, range(n))) == {200}
+
+
+def monotonic_samples(url: str) -> dict[tuple[str, frozenset], float]:
+    """Every counter and histogram sample of a scrape (the kinds that must never decrease)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.type in ("counter", "histogram")
+        for sample in family.samples
+    }
+
+
+def scrape_all(url: str) -> dict[tuple[str, frozenset], float]:
+    from tests.plugins.observability import scrape
+
+    return scrape(url)
+
+
+def worker_pids(master: int) -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == master and fields[0] != "Z":
+            pids.add(int(entry.name))
+    return pids
+
+
+def requests_by_pid(metrics_dir: Path) -> dict[int, float]:
+    """What each worker's own file says it served of VIEW: proof the load was spread."""
+    served: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.split("_")[-1])
+        for key, count, *_ in MmapedDict.read_all_values_from_file(str(path)):
+            if "django_http_requests_total_by_view_transport_method" in key and f'"{VIEW}"' in key:
+                served[pid] = served.get(pid, 0) + count
+    return served
+
+
+def test_three_workers_report_exactly_the_requests_they_served(gunicorn, tmp_path):
+    url = gunicorn(workers=3)
+    hammer(url, 300)
+    samples = scrape_all(url)
+    assert value(samples, "django_http_requests_total_by_view_transport_method_total", view=VIEW) == 300
+    assert value(samples, "django_http_requests_latency_seconds_by_view_method_count", view=VIEW) == 300
+    assert value(samples, "django_http_responses_total_by_status_view_method_total", view=VIEW, status="200") == 300
+    served = requests_by_pid(tmp_path / "var" / "metrics")
+    assert sum(served.values()) == 300
+    assert len([pid for pid, n in served.items() if n]) >= 2, served
+
+
+def test_killing_a_worker_never_makes_a_counter_go_backwards(gunicorn, tmp_path):
+    url = gunicorn(workers=3)
+    master = gunicorn.proc.pid
+    wait_for(lambda: len(worker_pids(master)) == 3, timeout=30, what="three workers")
+    hammer(url, 120)
+    before = monotonic_samples(url)
+    assert value(before, "django_http_requests_total_by_view_transport_method_total", view=VIEW) == 120
+
+    workers = worker_pids(master)
+    victim = max(requests_by_pid(tmp_path / "var" / "metrics").items(), key=lambda item: item[1])[0]
+    assert victim in workers
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(victim), timeout=10, what="the killed worker to die")
+    wait_for(
+        lambda: len(worker_pids(master)) == 3 and victim not in worker_pids(master),
+        timeout=30,
+        what="gunicorn to replace the killed worker",
+    )
+    wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="/health after the replacement")
+
+    for _ in range(10):  # several scrapes, answered by old and new workers alike
+        after = monotonic_samples(url)
+        # Only the dead worker's own process_* series (labelled with its pid) may end.
+        gone = {key for key in before if key not in after}
+        assert gone == {key for key in before if ("pid", str(victim)) in key[1]}, gone
+        went_back = {key: (before[key], after[key]) for key in before if key not in gone and after[key] < before[key]}
+        assert not went_back, went_back
+
+    hammer(url, 30)
+    samples = scrape_all(url)
+    assert value(samples, "django_http_requests_total_by_view_transport_method_total", view=VIEW) == 150
+
+
+def test_pool_gauges_sum_the_live_workers_only(gunicorn, settings):
+    url = gunicorn(workers=3)
+    master = gunicorn.proc.pid
+    total = 3 * settings.DB_POOL_MAX  # the children share this process's DATABASE_URL
+    assert total > 0
+
+    def pool_max_is_total():
+        samples = scrape_all(url)
+        return samples if value(samples, "deia_db_pool_max") == total else None
+
+    wait_for(pool_max_is_total, timeout=30, what=f"deia_db_pool_max == {total} (every worker booted)")
+    victim = sorted(worker_pids(master))[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: len(worker_pids(master)) == 3 and victim not in worker_pids(master), timeout=30)
+    wait_for(lambda: http_ok(f"{url}/health"), timeout=30, what="/health after the replacement")
+    # The dead worker's gauges left the sum (else it would exceed the total); the
+    # replacement counts from its start.
+    samples = wait_for(pool_max_is_total, timeout=30, what=f"deia_db_pool_max == {total} after the replacement")
+    in_use = value(samples, "deia_db_pool_connections", state="in_use")
+    idle = value(samples, "deia_db_pool_connections", state="idle")
+    assert in_use + idle >= 1  # the workers that answered scrapes keep a connection open
+    assert in_use + idle <= total
