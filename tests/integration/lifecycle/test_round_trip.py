@@ -63,3 +63,23 @@ def test_the_guides_stop_path_also_stops_a_bot(api, bot_worker, path):
     assert api.post(path.format(bot.pk)).status_code == 202
     wait_for(lambda: bot_status(bot) == Status.STOPPED, timeout=30, what="bot stopped")
     assert not pid_alive(pid)
+
+
+def test_the_request_id_of_an_operator_start_follows_the_task_into_the_worker(api, bot_worker):
+    import json
+
+    worker = bot_worker("host-a")
+    bot = Bot.objects.create(name="Traced", slug="traced")
+    response = api.post(f"/api/bots/{bot.pk}/start", HTTP_X_REQUEST_ID="trace-start-42")
+    assert response["X-Request-ID"] == "trace-start-42"
+    wait_for(lambda: bot_status(bot) == Status.RUNNING, timeout=30, what="bot running")
+
+    def started_line():
+        for line in worker.proc.output().splitlines():
+            if line.startswith("{") and '"bot.started"' in line and '"deia.lifecycle"' in line:
+                return json.loads(line)
+        return None
+
+    line = wait_for(started_line, timeout=10, what="the worker's bot.started log line")
+    assert line["request_id"] == "trace-start-42"
+    assert line["bot"] == "traced"
