@@ -171,6 +171,7 @@ def backup() -> Outcome:
     return Outcome(
         f"{final.name}: {_human(meta['size'])} in {meta['duration_seconds']:.1f} s, {_counts_text(counts)}",
         {**meta, "path": str(final)},
+        changed=True,
     )
 
 

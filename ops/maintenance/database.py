@@ -9,7 +9,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ops.audit import audit
 from ops.maintenance.pg import Target
 from ops.maintenance.runs import Outcome
 
@@ -99,6 +98,4 @@ def purge_messages(days: int | None = None, batch: int | None = None) -> Outcome
             total += ChatMessage.objects.filter(pk__in=ids).delete()[0]
             batches += 1
     details = {"deleted": total, "retention_days": days, "cutoff": cutoff.isoformat(), "batches": batches}
-    if total:
-        audit("maintenance.purge_messages", actor="maintenance", target="chat_messages", details=details)
-    return Outcome(f"deleted {total} chat messages older than {days} days", details)
+    return Outcome(f"deleted {total} chat messages older than {days} days", details, changed=bool(total))

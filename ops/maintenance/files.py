@@ -54,9 +54,13 @@ def rotate_backups(days: int | None = None) -> Outcome:
     kept = [p.name for p in backup_files(folder)]
     details = {"retention_days": days, "deleted": deleted, "kept": kept, "freed_bytes": freed, "newest_good": None}
     if keep is None:
-        return Outcome(f"deleted {len(deleted)}, kept {len(kept)}; no good backup in {folder}", details, "warning")
+        return Outcome(
+            f"deleted {len(deleted)}, kept {len(kept)}; no good backup in {folder}", details, "warning", bool(deleted)
+        )
     details["newest_good"] = keep.name
-    return Outcome(f"deleted {len(deleted)} backups older than {days} days, kept {len(kept)}", details)
+    return Outcome(
+        f"deleted {len(deleted)} backups older than {days} days, kept {len(kept)}", details, changed=bool(deleted)
+    )
 
 
 def cleanup_logs(days: int | None = None) -> Outcome:
@@ -75,4 +79,6 @@ def cleanup_logs(days: int | None = None) -> Outcome:
                 deleted.append(str(path.relative_to(folder)))
                 freed += stat.st_size
     details = {"folder": str(folder), "retention_days": days, "deleted": deleted, "freed_bytes": freed}
-    return Outcome(f"deleted {len(deleted)} rotated logs older than {days} days from {folder}", details)
+    return Outcome(
+        f"deleted {len(deleted)} rotated logs older than {days} days from {folder}", details, changed=bool(deleted)
+    )

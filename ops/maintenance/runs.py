@@ -27,6 +27,9 @@ class Outcome:
     summary: str
     details: dict[str, Any] = field(default_factory=dict)
     status: str = Status.OK
+    # True when the job changed state an operator cares about (wrote a backup, deleted
+    # files or rows): the run is then audited as maintenance.<job>, once.
+    changed: bool = False
 
 
 class JobFailed(Exception):
@@ -77,6 +80,13 @@ def _finish(run: MaintenanceRun, outcome: Outcome) -> None:
         inc("deia_maintenance_runs_total", task=run.job, result=run.status)
         if run.status in MaintenanceRun.SUCCEEDED:
             set_gauge("deia_maintenance_last_success_timestamp_seconds", now.timestamp(), task=run.job)
+            if outcome.changed:
+                audit(
+                    f"maintenance.{run.job}",
+                    actor=run.actor or "celery",
+                    target=run.job,
+                    details={"run": run.pk, "summary": run.summary, **_short(outcome.details)},
+                )
         else:
             audit(
                 f"maintenance.{run.job}_error",

@@ -230,3 +230,7 @@ def test_the_backup_command_prints_one_line_and_records_the_run(backup_dir, data
     assert len(out) == 1 and out[0].startswith("backup ok: db_")
     assert len(backup_files()) == 1
     assert MaintenanceRun.objects.get(job="backup").actor.startswith("cli")
+    audited = AuditLog.objects.get(action="maintenance.backup")
+    assert audited.actor.startswith("cli")
+    assert audited.details["sha256"] == sha256_of(backup_files()[0])
+    assert audited.details["path"].endswith(backup_files()[0].name)

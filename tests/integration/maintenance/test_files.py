@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ops import maintenance
-from ops.models import MaintenanceRun
+from ops.models import AuditLog, MaintenanceRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DAY = 86400
@@ -111,3 +111,15 @@ def test_log_cleanup_deletes_old_rotated_logs_only(settings, tmp_path):
     assert run.status == "ok"
     assert sorted(run.details["deleted"]) == ["bots/support.log.1", "web.log.1", "web.log.2.gz"]
     assert names(logs) == {"bots", "web.log", "web.log.3", "readme.txt"}
+
+
+def test_a_rotation_that_deletes_is_audited_once_and_one_that_deletes_nothing_is_not(backup_dir):
+    backup_dir.mkdir()
+    make(backup_dir, "db_20240101T020000Z.dump", 60, record=True)
+    make(backup_dir, "db_20240302T020000Z.dump", 1, record=True)
+    maintenance.run("rotate_backups", actor="test")
+    rows = list(AuditLog.objects.filter(action__startswith="maintenance.rotate_backups"))
+    assert [(r.action, r.actor) for r in rows] == [("maintenance.rotate_backups", "test")]
+    assert rows[0].details["summary"].startswith("deleted 1 backups")
+    maintenance.run("rotate_backups", actor="test")
+    assert AuditLog.objects.filter(action__startswith="maintenance.rotate_backups").count() == 1
