@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import psycopg
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
-from ops.health import _run_in_thread, check_broker
+from ops.health import check_broker, run_in_thread
 
 
 class Level(IntEnum):
@@ -492,14 +492,10 @@ CHECKS: dict[str, tuple[Callable[[], Check], bool]] = {
 
 def _in_thread(name: str, fn: Callable[[], Check]):
     def call() -> Check:
-        try:
-            return fn()
-        finally:
-            # The thread is discarded: hand its database connection back now.
-            connections["default"].close()
+        return fn()
 
     call.__name__ = f"diagnose_{name}"
-    return _run_in_thread(call)
+    return run_in_thread(call)
 
 
 def _collect(name: str, future, deadline: float) -> Check:

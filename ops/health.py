@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import redis
@@ -116,15 +117,13 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
-def _run_in_thread(fn: Callable[[], str]) -> Future:
-    """Start `fn` in a daemon thread; the future holds (detail, seconds it took)."""
+def run_in_thread(fn: Callable[[], Any]) -> Future:
+    """Start `fn` in a daemon thread that may be abandoned; the future holds its result."""
     future: Future = Future()
 
     def target() -> None:
-        started = time.perf_counter()
         try:
-            detail = fn()
-            future.set_result((detail, time.perf_counter() - started))
+            future.set_result(fn())
         except BaseException as exc:  # noqa: BLE001 - every failure is a failed check
             future.set_exception(exc)
         finally:
@@ -136,11 +135,20 @@ def _run_in_thread(fn: Callable[[], str]) -> Future:
     return future
 
 
+def _timed(fn: Callable[[], str]) -> Callable[[], tuple[str, float]]:
+    def call() -> tuple[str, float]:
+        started = time.perf_counter()
+        return fn(), time.perf_counter() - started
+
+    call.__name__ = fn.__name__
+    return call
+
+
 def run_checks(names: list[str], timeout: float | None = None) -> list[CheckResult]:
     """Run the named checks in parallel; each gets `timeout` seconds at most, all of them too."""
     timeout = _timeout() if timeout is None else timeout
     started = time.perf_counter()
-    futures = {name: _run_in_thread(CHECKS[name]) for name in names}
+    futures = {name: run_in_thread(_timed(CHECKS[name])) for name in names}
     results = []
     for name, future in futures.items():
         remaining = max(0.0, timeout - (time.perf_counter() - started))
