@@ -9,6 +9,7 @@ from django.utils.timesince import timesince
 from bots import lifecycle
 from bots.models import Bot, ChatMessage, Status
 from ops.admin import ReadOnlyAdmin
+from ops.admin_audit import AuditedAdminMixin
 from ops.audit import client_ip
 
 RECENT_MESSAGES = 20
@@ -40,7 +41,9 @@ PROCESS_FIELDS = (
 
 
 @admin.register(Bot)
-class BotAdmin(admin.ModelAdmin):
+class BotAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    # A deletion is audited by the lifecycle, which stops the process first.
+    audit_admin_deletions = False
     list_display = (
         "name",
         "status_badge",

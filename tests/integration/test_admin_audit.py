@@ -1,0 +1,90 @@
+"""Every change made through the admin writes one audit row, for every model there."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from rest_framework.authtoken.models import Token
+
+from bots.models import Bot
+from ops.admin_audit import AuditedAdminMixin
+from ops.models import AuditLog
+
+pytestmark = pytest.mark.django_db
+
+
+def rows(prefix: str) -> list[tuple[str, str]]:
+    return list(AuditLog.objects.filter(action__startswith=prefix).order_by("id").values_list("action", "actor"))
+
+
+def test_every_model_in_the_admin_is_audited():
+    unaudited = [m._meta.label for m, a in admin.site._registry.items() if not isinstance(a, AuditedAdminMixin)]
+    assert unaudited == []
+
+
+def test_adding_and_editing_a_bot_in_the_admin_is_audited_once_each(admin_client):
+    add = admin_client.post(
+        reverse("admin:bots_bot_add"),
+        {"name": "Support", "slug": "support", "backend": "ollama", "model_name": "llama3.2", "system_prompt": ""},
+    )
+    assert add.status_code == 302, add.content
+    bot = Bot.objects.get(slug="support")
+    assert rows("bots.bot") == [("bots.bot.create", "admin")]
+    change = admin_client.post(
+        reverse("admin:bots_bot_change", args=[bot.pk]),
+        {
+            "name": "Support",
+            "slug": "support",
+            "backend": "ollama",
+            "model_name": "llama3.2",
+            "system_prompt": "Be kind.",
+        },
+    )
+    assert change.status_code == 302, change.content
+    update = AuditLog.objects.get(action="bots.bot.update")
+    assert update.details == {"fields": ["System prompt"]}
+    assert update.ip == "127.0.0.1"
+
+
+def test_creating_an_api_token_in_the_admin_is_audited_without_the_token(admin_client, django_user_model):
+    client_user = django_user_model.objects.create_user("ci-script")
+    url = reverse("admin:authtoken_tokenproxy_add")
+    assert admin_client.post(url, {"user": client_user.pk}).status_code == 302
+    token = Token.objects.get(user=client_user)
+    row = AuditLog.objects.get(action__endswith=".create", action__startswith="authtoken.")
+    assert row.target == "token of ci-script"
+    assert token.key not in str(row.target) + str(row.details)
+
+
+def test_editing_a_schedule_and_deleting_a_user_in_the_admin_are_audited(admin_client, django_user_model):
+    every, _ = IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.SECONDS)
+    task = PeriodicTask.objects.create(name="reconcile bots", task="bots.tasks.reconcile_all", interval=every)
+    data = {
+        "name": task.name,
+        "regtask": "bots.tasks.reconcile_all",
+        "task": "bots.tasks.reconcile_all",
+        "interval": every.pk,
+        "args": "[]",
+        "kwargs": "{}",
+        "headers": "{}",
+        "enabled": "",
+        "description": "",
+        "priority": "",
+        "queue": "",
+        "exchange": "",
+        "routing_key": "",
+        "expire_seconds": "",
+        "expires": "",
+        "start_time_0": "",
+        "start_time_1": "",
+        "last_run_at_0": "",
+        "last_run_at_1": "",
+    }
+    response = admin_client.post(reverse("admin:django_celery_beat_periodictask_change", args=[task.pk]), data)
+    assert response.status_code == 302, response.content
+    assert rows("django_celery_beat.periodictask") == [("django_celery_beat.periodictask.update", "admin")]
+    leaver = django_user_model.objects.create_user("leaver")
+    admin_client.post(reverse("admin:auth_user_delete", args=[leaver.pk]), {"post": "yes"})
+    assert rows("auth.user") == [("auth.user.delete", "admin")]
