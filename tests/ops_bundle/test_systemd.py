@@ -86,11 +86,14 @@ def test_celery_units_run_their_queues() -> None:
     assert "beat -S django_celery_beat.schedulers:DatabaseScheduler" in beat
 
 
-def test_env_example_parses_and_names_the_multiprocess_dir() -> None:
+def test_env_example_parses_and_leaves_the_multiprocess_dir_to_the_web_unit() -> None:
     parser = configparser.ConfigParser()
     parser.optionxform = str
     parser.read_string("[env]\n" + (SYSTEMD / "deia.env.example").read_text())
     env = parser["env"]
-    assert env["PROMETHEUS_MULTIPROC_DIR"] == "/run/deia/metrics"
+    # Shared by every unit and by operators' manage.py commands: the metrics directory
+    # belongs to gunicorn alone (deia-web.service sets it).
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env
+    assert "Environment=PROMETHEUS_MULTIPROC_DIR=/run/deia/metrics" in (SYSTEMD / "deia-web.service").read_text()
     assert env["BACKUP_DIR"] == "/var/backups/deia"
     assert "SECRET_KEY" not in env, "the example reads the secret key from a file"
