@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
 
 from bots.lifecycle.process import can_bind, pick_port
-from tests.support.procs import free_port
+
+
+def quiet_port(span: int = 6) -> int:
+    """A port below the kernel's ephemeral range whose next `span` ports are all free.
+
+    Ports handed out by bind(0) are ephemeral: any outgoing connection may take the one
+    after it at any moment, which made "the lowest free port" flaky.
+    """
+    for _ in range(200):
+        base = random.randint(20000, 29000)
+        if all(can_bind(port, "127.0.0.1") for port in range(base, base + span)):
+            return base
+    raise AssertionError("no quiet port range found")
 
 
 @pytest.fixture
 def listener():
     sock = socket.socket()
-    sock.bind(("127.0.0.1", free_port()))
+    sock.bind(("127.0.0.1", quiet_port()))
     sock.listen(1)
     yield sock.getsockname()[1]
     sock.close()
