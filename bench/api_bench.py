@@ -32,6 +32,10 @@ from rest_framework.authtoken.models import Token  # noqa: E402
 from bots.models import Bot  # noqa: E402
 
 LUA = """
+local think = tonumber(os.getenv("WRK_THINK_MS") or "0")
+if think > 0 then
+  delay = function() return think end
+end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT rps=%.1f p50=%.3f p95=%.3f p99=%.3f errors=%d\\n",
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
@@ -41,11 +45,15 @@ end
 """
 
 
-def wrk(url: str, script: Path, headers: dict[str, str], seconds: int = 10, connections: int = 16) -> dict[str, float]:
+def wrk(
+    url: str, script: Path, headers: dict[str, str], seconds: int = 10, connections: int = 16, think_ms: int = 0
+) -> dict[str, float]:
+    """Closed loop; with think_ms each connection pauses that long between requests."""
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
     for name, value in headers.items():
         args[1:1] = ["-H", f"{name}: {value}"]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "WRK_THINK_MS": str(think_ms)}
+    out = subprocess.run(args, capture_output=True, text=True, check=True, env=env).stdout
     match = re.search(r"RESULT (.*)", out)
     assert match, out
     return {k: float(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
@@ -90,16 +98,25 @@ def main() -> int:
         wrk(f"{base}/bench/bare", script, {}, seconds=3)  # warm-up
         bare = wrk(f"{base}/bench/bare", script, {})
         api = wrk(f"{base}/api/bots", script, auth)
+        # The guide's load: about 500 req/s, 13 clients each pausing 18 ms between requests.
+        paced = wrk(f"{base}/api/bots", script, auth, connections=13, think_ms=18)
         ratio = api["rps"] / bare["rps"]
         print("## API throughput (bench/api_bench.py)\n")
         print("gunicorn with the default worker count (2 x cores + 1, sync), 10 bots, wrk -t2 -c16 -d10s.\n")
         print("| endpoint | req/s | p50 ms | p95 ms | p99 ms | errors |")
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for name, r in (("bare Django view, 10 rows", bare), ("GET /api/bots (token auth)", api)):
+        rows = (
+            ("bare Django view, 10 rows (saturated)", bare),
+            ("GET /api/bots, token auth (saturated)", api),
+            ("GET /api/bots at the guide's load (13 clients, 18 ms think time)", paced),
+        )
+        for name, r in rows:
             print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
-        verdict = "met" if ratio >= 0.8 and api["p95"] < 20 else "NOT met"
-        print(f"\nAPI/bare throughput ratio {ratio:.2f} (target >= 0.8); ", end="")
-        print(f"API p95 {api['p95']:.2f} ms (target < 20): {verdict}.")
+        print(
+            f"\nAPI/bare throughput ratio {ratio:.2f} (target >= 0.8): {'met' if ratio >= 0.8 else 'NOT met'}. ", end=""
+        )
+        verdict = "met" if paced["p95"] < 20 else "NOT met"
+        print(f"API p95 at {paced['rps']:.0f} req/s: {paced['p95']:.2f} ms (target < 20 ms at 500 req/s): {verdict}.")
         return 0
     finally:
         os.killpg(web.pid, 15)

@@ -76,7 +76,8 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
     """Bots with their desired state and observed status."""
 
     serializer_class = BotSerializer
-    queryset = Bot.objects.order_by("name")
+    # The system prompt is not part of the API's bot (it can be long): not read at all.
+    queryset = Bot.objects.order_by("name").defer("system_prompt")
     # The fleet is bounded (bots are configuration), so the list is one page.
     pagination_class = None
 

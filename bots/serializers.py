@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from bots.models import Bot, ChatMessage
@@ -43,6 +46,41 @@ class BotSerializer(serializers.ModelSerializer):
     def get_uptime_seconds(self, bot: Bot) -> float | None:
         uptime = bot.uptime
         return None if uptime is None else round(uptime.total_seconds(), 3)
+
+    def to_representation(self, bot: Bot) -> dict:
+        # The same output as ModelSerializer's field-by-field rendering (a test holds them
+        # equal), written out: that generic path was two thirds of GET /api/bots' time.
+        return {
+            "id": bot.pk,
+            "name": bot.name,
+            "slug": bot.slug,
+            "backend": bot.backend,
+            "model_name": bot.model_name,
+            "desired_state": bot.desired_state,
+            "status": bot.status,
+            "pid": bot.pid,
+            "host": bot.host,
+            "port": bot.port,
+            "address": bot.address,
+            "started_at": _iso(bot.started_at),
+            "uptime_seconds": self.get_uptime_seconds(bot),
+            "last_heartbeat": _iso(bot.last_heartbeat),
+            "startup_seconds": bot.startup_seconds,
+            "restart_count": bot.restart_count,
+            "start_failures": bot.start_failures,
+            "next_start_at": _iso(bot.next_start_at),
+            "last_error": bot.last_error,
+            "created_at": _iso(bot.created_at),
+            "updated_at": _iso(bot.updated_at),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    """DRF's ISO 8601 rendering of an aware datetime (UTC as Z)."""
+    if value is None:
+        return None
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class ChatMessageSerializer(serializers.ModelSerializer):
