@@ -8,11 +8,14 @@ master starts and a dead worker's live gauges are dropped by child_exit.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import gunicorn.http.wsgi
+from gunicorn.glogging import Logger
 
 from deia.config import Env
 
@@ -46,13 +49,34 @@ proc_name = "deia-web"
 # would fight over it, and nothing here uses it.
 control_socket_disable = True
 # The app logs one JSON line per request itself; set GUNICORN_ACCESSLOG=- to also log
-# gunicorn's own view of each request (requests refused before Django included).
+# gunicorn's own view of each request (requests refused before Django included), as JSON.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
-access_log_format = (
-    '{"time":"%(t)s","level":"INFO","logger":"gunicorn.access","method":"%(m)s","path":"%(U)s",'
-    '"status":%(s)s,"duration_ms":%(M)s,"bytes":"%(B)s","request_id":"%({x-request-id}o)s",'
-    '"remote":"%(h)s","user_agent":"%(a)s"}'
-)
+
+
+class JsonAccessLogger(Logger):
+    """Access lines built with json.dumps: a quote in a path or user agent stays data."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if not self.access_log_enabled:
+            return
+        headers = {name.lower(): value for name, value in getattr(resp, "headers", [])}
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": "INFO",
+            "logger": "gunicorn.access",
+            "method": environ.get("REQUEST_METHOD"),
+            "path": environ.get("PATH_INFO"),
+            "status": getattr(resp, "status_code", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+            "bytes": getattr(resp, "sent", None),
+            "request_id": headers.get("x-request-id"),
+            "remote": environ.get("REMOTE_ADDR"),
+            "user_agent": environ.get("HTTP_USER_AGENT"),
+        }
+        self.access_log.info(json.dumps(line))
+
+
+logger_class = JsonAccessLogger
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 

@@ -141,3 +141,22 @@ def test_a_lifecycle_event_line_carries_its_extra_fields_and_the_request_id():
     text = format_with(TextFormatter(), event="bot.start", bot="alpha")
     assert "bot started event=bot.start bot=alpha" in text
     assert "[-]" in text  # outside a request
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorns_own_access_log_is_json_even_with_quotes_in_the_request(gunicorn):
+    url = gunicorn(workers=1, GUNICORN_ACCESSLOG="-")
+    agent = 'curl/8 "quoted" \\ agent'
+    response = httpx.get(f"{url}/health", headers={"User-Agent": agent, "X-Request-ID": "access-1"})
+    assert response.status_code == 200
+
+    def access_line():
+        for line in gunicorn.proc.output().splitlines():
+            if '"gunicorn.access"' in line and '"access-1"' in line:
+                return json.loads(line)
+        return None
+
+    line = wait_for(access_line, timeout=10, what="gunicorn's access line")
+    assert line["user_agent"] == agent
+    assert (line["method"], line["path"], line["status"], line["request_id"]) == ("GET", "/health", 200, "access-1")
+    assert isinstance(line["duration_ms"], float) and isinstance(line["bytes"], int)

@@ -141,3 +141,32 @@ def test_pool_gauges_sum_the_live_workers_only(gunicorn, settings):
     idle = value(samples, "deia_db_pool_connections", state="idle")
     assert in_use + idle >= 1  # the workers that answered scrapes keep a connection open
     assert in_use + idle <= total
+
+
+def test_a_restart_wipes_the_counts_of_the_previous_run_and_nothing_else(gunicorn, tmp_path):
+    url = gunicorn(workers=2)
+    hammer(url, 7)
+    gunicorn.proc.stop()
+    metrics_dir = tmp_path / "var" / "metrics"
+    assert list(metrics_dir.glob("counter_*.db")), "the first run left its files"
+    keep = metrics_dir / "README.operator"
+    keep.write_text("not prometheus_client's")
+    url = gunicorn(workers=2)
+    hammer(url, 2)
+    samples = scrape_all(url)
+    assert value(samples, "django_http_requests_total_by_view_transport_method_total", view=VIEW) == 2
+    assert keep.exists()
+
+
+def test_the_latency_histogram_has_buckets_at_the_guides_targets(gunicorn):
+    url = gunicorn(workers=1)
+    hammer(url, 1)
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    bounds = {
+        sample.labels["le"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "django_http_requests_latency_seconds_by_view_method"
+        for sample in family.samples
+        if sample.name.endswith("_bucket") and sample.labels.get("view") == VIEW
+    }
+    assert {"0.2", "2.0"} <= bounds, bounds
