@@ -36,6 +36,7 @@ from bots.lifecycle.state import (
     fleet_lock,
     locked,
     record,
+    record_kill,
     start_due,
 )
 from bots.models import PROCESS_STATES, Bot, DesiredState, Status
@@ -257,8 +258,7 @@ def kill_strays(bot_id: int) -> list[int]:
     Decided under the row lock on a fresh read, so a runner spawned by a start that claimed
     the bot after our caller looked at it is never mistaken for a stray.
     """
-    pids = runner_pids(bot_id)
-    if not pids:
+    if not runner_pids(bot_id):
         return []
     with transaction.atomic():
         bot = locked(bot_id)
@@ -266,10 +266,16 @@ def kill_strays(bot_id: int) -> list[int]:
             return []  # a spawn is in flight; its start task records the pid
         owns = bot is not None and bot.status in PROCESS_STATES and bot.host == settings.HOSTNAME
         keep = bot.pid if owns else None
-        killed = [pid for pid in pids if pid != keep]
+        # Listed again under the lock: a concurrent sweep may have killed (and audited) some.
+        killed = [pid for pid in runner_pids(bot_id) if pid != keep]
         for pid in killed:
             terminate(pid, 0)
-            log.warning("stray runner killed", extra={"bot_id": bot_id, "action": "bot.stray_killed", "pid": pid})
+            reason = (
+                f"the bot's process is {keep}"
+                if keep
+                else f"the bot has no process here ({bot.status if bot else 'gone'})"
+            )
+            record_kill(bot, bot_id, pid, "bot.stray_killed", reason)
     return killed
 
 

@@ -118,3 +118,23 @@ def test_a_running_bot_is_adopted_by_its_hosts_new_worker_and_never_started_twic
     assert "{'ok': 1}" in worker.proc.output()  # it checked the bot and found it healthy
     heartbeat = bot.last_heartbeat
     wait_for(lambda: status_of(bot) and bot.last_heartbeat > heartbeat, timeout=10, what="heartbeat still moving")
+
+
+def test_a_runner_left_behind_by_a_deleted_bot_row_is_killed_once_and_audited_once(
+    bot_worker, reconcile_ticker, child_env
+):
+    bot = start_running(bot_worker, "orphan", **stubborn_runner_env(child_env))
+    pid, bot_id = bot.pid, bot.pk
+    # Behind the lifecycle's back; this runner ignores the SIGTERM it sends itself when its row is gone.
+    Bot.objects.filter(pk=bot_id).delete()
+    reconcile_ticker(0.3)
+    wait_for(lambda: not pid_alive(pid), timeout=30, what="orphan runner killed")
+    rounds = reconcile_rounds(bot.worker)
+    wait_for(lambda: reconcile_rounds(bot.worker) >= rounds + 3, timeout=30, what="3 more reconcile rounds")
+
+    kills = audit_rows("bot.orphan_killed")
+    assert len(kills) == 1
+    assert kills[0].actor == "reconcile"
+    assert kills[0].details["pid"] == pid and kills[0].details["bot_id"] == bot_id
+    assert kills[0].details["host"] == "host-a" and "no bot" in kills[0].details["reason"]
+    assert group_members(pid) == []
