@@ -163,33 +163,36 @@ def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -
         bot.status = Status.STOPPED
         bot.next_start_at = None
     else:
-        bot.status = Status.CRASHED
-        bot.start_failures += 1
-        bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+        _count_failure(bot)
+    gave_up = _give_up_at_limit(bot)
     bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
-    retrying = bot.status == Status.CRASHED and bot.start_failures < settings.BOT_MAX_START_RETRIES
-    retry_in = backoff(bot.start_failures) if retrying else None
+    retry_in = backoff(bot.start_failures) if bot.status == Status.CRASHED else None
     details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code, "retry_in": retry_in}
-    record(bot, "bot.start_error", details={**details, "failures": bot.start_failures}, level=logging.WARNING)
+    level = logging.ERROR if gave_up else logging.WARNING
+    record(bot, "bot.start_error", details={**details, "failures": bot.start_failures, **gave_up}, level=level)
     metrics.inc("deia_bot_starts_total", result="error")
     metrics.inc("deia_bot_start_errors_total")
-    _after_failure(bot)
+    _schedule_retry(bot)
 
 
-def _after_failure(bot: Bot) -> None:
-    """CRASHED -> ERROR at the retry limit; else schedule the retry at next_start_at."""
+def _count_failure(bot: Bot) -> None:
+    bot.status = Status.CRASHED
+    bot.start_failures += 1
+    bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+
+
+def _give_up_at_limit(bot: Bot) -> dict:
+    """CRASHED -> ERROR at the retry limit. The failure's own audit row says so (these details)."""
+    if bot.status != Status.CRASHED or bot.start_failures < settings.BOT_MAX_START_RETRIES:
+        return {}
+    bot.status = Status.ERROR
+    bot.next_start_at = None
+    return {"status": Status.ERROR.value, "gave_up_after": bot.start_failures}
+
+
+def _schedule_retry(bot: Bot) -> None:
+    """A crashed bot is looked at again when its backoff is over."""
     if bot.status != Status.CRASHED:
-        return
-    if bot.start_failures >= settings.BOT_MAX_START_RETRIES:
-        bot.status = Status.ERROR
-        bot.next_start_at = None
-        bot.save(update_fields=["status", "next_start_at", "updated_at"])
-        record(
-            bot,
-            "bot.crashloop_error",
-            details={"failures": bot.start_failures, "error": bot.last_error},
-            level=logging.ERROR,
-        )
         return
     delay = (bot.next_start_at - timezone.now()).total_seconds()
     transaction.on_commit(lambda: dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, countdown=max(delay, 0)))
@@ -222,25 +225,20 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
         port = bot.port
         uptime = (timezone.now() - bot.started_at).total_seconds() if bot.started_at else None
         clear_process(bot)
-        bot.status = Status.CRASHED
-        bot.start_failures += 1
-        bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+        _count_failure(bot)
+        gave_up = _give_up_at_limit(bot)
         bot.last_error = reason
         bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
+        retry_in = None if gave_up else backoff(bot.start_failures)
+        details = {"pid": pid, "port": port, "reason": reason, "uptime_seconds": uptime, "retry_in": retry_in}
         record(
             bot,
             "bot.crash",
-            details={
-                "pid": pid,
-                "port": port,
-                "reason": reason,
-                "uptime_seconds": uptime,
-                "retry_in": backoff(bot.start_failures),
-            },
-            level=logging.WARNING,
+            details={**details, "failures": bot.start_failures, **gave_up},
+            level=logging.ERROR if gave_up else logging.WARNING,
         )
         metrics.inc("deia_bot_crashes_total")
-        _after_failure(bot)
+        _schedule_retry(bot)
     reap_children()
     return "crashed"
 
