@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings as django_settings
 
-from bots.lifecycle.transitions import mark_crashed
+from bots.lifecycle.transitions import mark_crashed, reset_failures_if_healthy
 from bots.models import Bot, DesiredState, Status
 from ops.models import AuditLog
 
@@ -53,3 +53,28 @@ def test_a_crash_that_reaches_the_retry_limit_is_one_crash_row_saying_the_bot_we
     assert [row.action for row in rows] == ["bot.crash"]
     assert rows[0].details["status"] == "error" and rows[0].details["gave_up_after"] == 5
     assert rows[0].details["retry_in"] is None
+
+
+def test_failures_in_a_row_are_forgotten_after_ten_healthy_minutes_so_the_backoff_starts_again(
+    lifecycle_settings, time_machine
+):
+    time_machine.move_to(START, tick=False)
+    bot = running_bot(start_failures=3)
+
+    time_machine.move_to(START + timedelta(seconds=599.9), tick=False)
+    reset_failures_if_healthy(bot)
+    bot.refresh_from_db()
+    assert bot.start_failures == 3  # not yet ten minutes of health
+
+    time_machine.move_to(START + timedelta(seconds=600), tick=False)
+    reset_failures_if_healthy(bot)
+    bot.refresh_from_db()
+    assert bot.start_failures == 0
+
+    # The next crash waits the base delay again (1 s), not the 8 s a fourth failure would.
+    time_machine.move_to(START + timedelta(seconds=700), tick=False)
+    mark_crashed(bot.pk, GONE_PID, f"process {GONE_PID} is gone")
+    bot.refresh_from_db()
+    assert (bot.status, bot.start_failures) == (Status.CRASHED, 1)
+    assert bot.next_start_at == START + timedelta(seconds=701)
+    assert AuditLog.objects.get(action="bot.crash", target=bot.slug).details["retry_in"] == 1.0
