@@ -79,7 +79,7 @@ def _check_running(bot: Bot) -> str:
 def reconcile_host(host: str | None = None) -> dict[str, int]:
     """Check every bot whose process this host holds, then kill runners that no bot owns."""
     if host and host != settings.HOSTNAME:
-        dispatch.send("bots.tasks.reconcile_host", [host], dispatch.host_queue(host))
+        dispatch.reconcile_host_soon(host)
         return {"rerouted": 1}
     reap_children()
     outcomes: dict[str, int] = {}
@@ -128,9 +128,9 @@ def reconcile_all() -> dict[str, int]:
     for bot in candidates:
         if start_due(bot, now):
             # One task per bot so starts run in parallel across the workers' pool.
-            summary["starts"] += dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE)
+            summary["starts"] += dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, from_loop=True)
     hosts = set(Bot.objects.exclude(host="").values_list("host", flat=True).distinct())
     hosts.add(settings.HOSTNAME)  # this host's orphans are looked for even if it owns no bot
     for host in sorted(hosts):
-        summary["hosts"] += dispatch.send("bots.tasks.reconcile_host", [host], dispatch.host_queue(host))
+        summary["hosts"] += dispatch.reconcile_host_soon(host)
     return summary

@@ -195,7 +195,9 @@ def _schedule_retry(bot: Bot) -> None:
     if bot.status != Status.CRASHED:
         return
     delay = (bot.next_start_at - timezone.now()).total_seconds()
-    transaction.on_commit(lambda: dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, countdown=max(delay, 0)))
+    transaction.on_commit(
+        lambda: dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, countdown=max(delay, 0), from_loop=True)
+    )
 
 
 # --- adopt and crash --------------------------------------------------------------------
