@@ -19,7 +19,8 @@ A start or a stop is one transition, audited with its outcome. Audit actions:
         bot.start, bot.stop, bot.restart, bot.delete, bot.start_refused
     the lifecycle's own transitions (actor "reconcile", details.host = the worker's host;
     "shutdown" for botctl shutdown-host):
-        bot.started, bot.restarted (after a crash or an operator restart), bot.start_error,
+        bot.started, bot.restarted (after a crash or an operator restart; only the former
+        adds to Bot.restart_count and deia_bot_restarts_total), bot.start_error,
         bot.crash, bot.adopted, bot.stopped, bot.deleted,
         bot.stray_killed / bot.orphan_killed (a runner its bot does not own / whose row is gone)
 

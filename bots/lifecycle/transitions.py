@@ -128,7 +128,8 @@ def _finish_start(bot_id: int, pid: int, seconds: float, reason: str) -> str:
         bot.last_heartbeat = bot.started_at
         bot.startup_seconds = round(seconds, 4)
         bot.last_error = ""
-        if reason in ("crash", "restart"):
+        if reason == "crash":
+            # Automatic restarts only, as deia_bot_restarts_total: an operator's restart is no symptom.
             bot.restart_count += 1
         bot.save(update_fields=[*PROCESS_FIELDS, "startup_seconds", "last_error", "restart_count"])
         action = "bot.started" if reason == "start" else "bot.restarted"

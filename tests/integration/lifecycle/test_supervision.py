@@ -174,3 +174,7 @@ def test_each_host_stops_and_reconciles_its_own_bots(bot_worker, reconcile_ticke
     wait_for(lambda: status_of(restarted) == Status.RUNNING and restarted.pid != old_pid, timeout=30)
     assert restarted.host == "host-a"
     assert audit_rows(restarted, "bot.restarted")[0].details["host"] == "host-a"
+    # An operator's restart counts as no restart: the metric and the bots' counts agree.
+    assert restarted.restart_count == 0
+    counted = MetricValue.objects.filter(name="deia_bot_restarts_total").values_list("value", flat=True).first() or 0
+    assert counted == sum(Bot.objects.values_list("restart_count", flat=True))
