@@ -101,16 +101,35 @@ class BotAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
     def delete_model(self, request, obj: Bot) -> None:
         # The lifecycle stops a bot's process before its row goes, and audits the deletion.
-        if not lifecycle.request_delete(obj, user=request.user, ip=client_ip(request)):
+        deleted = lifecycle.request_delete(obj, user=request.user, ip=client_ip(request))
+        report = getattr(request, "_bot_deletions", {"now": [], "later": []})
+        report["now" if deleted else "later"].append(obj.name)
+        request._bot_deletions = report
+        if not deleted:
             self.message_user(
                 request,
-                f"{obj.name}: its process is being stopped; the bot is deleted once it exited.",
+                f"{obj.name}: its process is being stopped; the bot will be deleted once the process has exited.",
                 messages.WARNING,
             )
 
     def delete_queryset(self, request, queryset) -> None:
         for bot in queryset:
             self.delete_model(request, bot)
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs) -> None:
+        """Django follows a deletion with a success message; it is wrong for a bot still being stopped.
+
+        Its "was deleted successfully" / "Successfully deleted N" is the next success message
+        after delete_model / delete_queryset: when some bot was not deleted yet, it is replaced
+        by one naming the bots that really are gone (or dropped: the warnings say the rest).
+        """
+        report = getattr(request, "_bot_deletions", None)
+        if level == messages.SUCCESS and report and report["later"]:
+            request._bot_deletions = None
+            if report["now"]:
+                super().message_user(request, f"Deleted: {', '.join(report['now'])}.", messages.SUCCESS)
+            return
+        super().message_user(request, message, level, *args, **kwargs)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, bot: Bot):

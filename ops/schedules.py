@@ -2,8 +2,8 @@
 
 They live in django-celery-beat's tables, so operators edit them in the admin. install()
 creates what is missing and leaves what exists alone (an operator's edit survives a
-re-run of setup), except that purge_messages is enabled exactly when CHAT_RETENTION_DAYS
-is set; reset=True puts every schedule back to these defaults.
+re-run of setup), except that a missing expiry is added and purge_messages is enabled
+exactly when CHAT_RETENTION_DAYS is set; reset=True puts every schedule back to these defaults.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ class Schedule:
     # crontab fields (UTC): minute hour day_of_week day_of_month
     cron: tuple[str, str, str, str] | None = None
     description: str = ""
+    # A run not started within this many seconds is discarded (the next one is due anyway).
+    expire_seconds: int | None = None
 
 
 def _m(job: str, cron: tuple[str, str, str, str], description: str) -> Schedule:
@@ -32,7 +34,14 @@ def _m(job: str, cron: tuple[str, str, str, str], description: str) -> Schedule:
 
 # Times in UTC, spread so that no two heavy jobs overlap.
 SCHEDULES: tuple[Schedule, ...] = (
-    Schedule("reconcile bots", "bots.tasks.reconcile_all", "bots", every_seconds=10, description="every 10 s"),
+    Schedule(
+        "reconcile bots",
+        "bots.tasks.reconcile_all",
+        "bots",
+        every_seconds=10,
+        description="every 10 s",
+        expire_seconds=10,
+    ),
     _m("health_report", ("0", "6", "*", "*"), "daily 06:00"),
     _m("backup", ("30", "2", "*", "*"), "daily 02:30"),
     _m("rotate_backups", ("0", "4", "*", "*"), "daily 04:00"),
@@ -72,6 +81,7 @@ def install(*, reset: bool = False) -> dict[str, int]:
                 "queue": schedule.queue,
                 "enabled": _enabled(schedule),
                 "description": schedule.description,
+                "expire_seconds": schedule.expire_seconds,
             }
             task = PeriodicTask.objects.filter(name=schedule.name).first()
             if task is None:
@@ -79,6 +89,10 @@ def install(*, reset: bool = False) -> dict[str, int]:
                 created += 1
             elif reset:
                 PeriodicTask.objects.filter(pk=task.pk).update(**defaults)
+                updated += 1
+            elif schedule.expire_seconds and task.expire_seconds is None:
+                # Installs made before the expiry existed get it; an operator's own value stays.
+                PeriodicTask.objects.filter(pk=task.pk).update(expire_seconds=schedule.expire_seconds)
                 updated += 1
             elif task.enabled != defaults["enabled"] and schedule.task == "ops.tasks.purge_messages":
                 task.enabled = defaults["enabled"]

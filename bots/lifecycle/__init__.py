@@ -19,9 +19,13 @@ A start or a stop is one transition, audited with its outcome. Audit actions:
         bot.start, bot.stop, bot.restart, bot.delete, bot.start_refused
     the lifecycle's own transitions (actor "reconcile", details.host = the worker's host;
     "shutdown" for botctl shutdown-host):
-        bot.started, bot.restarted (after a crash or an operator restart), bot.start_error,
-        bot.crash, bot.crashloop_error (to error after too many failures), bot.adopted,
-        bot.stopped, bot.deleted
+        bot.started, bot.restarted (after a crash or an operator restart; only the former
+        adds to Bot.restart_count and deia_bot_restarts_total), bot.start_error,
+        bot.crash, bot.adopted, bot.stopped, bot.deleted,
+        bot.stray_killed / bot.orphan_killed (a runner its bot does not own / whose row is gone)
+
+The failure that reaches BOT_MAX_START_RETRIES is still one row, its bot.start_error or
+bot.crash, with details {"status": "error", "gave_up_after": N}.
 
 start_failures counts failures in a row (failed starts and crashes) since the last
 BOT_BACKOFF_RESET seconds of healthy running or the last operator start; the delay before

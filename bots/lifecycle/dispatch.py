@@ -33,17 +33,35 @@ def owned_elsewhere(bot: Bot) -> bool:
     return bool(bot.host) and bot.status in PROCESS_STATES and bot.host != settings.HOSTNAME
 
 
-def send(task: str, args: list, queue: str, countdown: float | None = None) -> bool:
+def send(task: str, args: list, queue: str, countdown: float | None = None, expires: float | None = None) -> bool:
     """Enqueue by name. A broker outage is logged, not raised: beat's reconcile catches up."""
     from deia.celery import app
 
     try:
-        app.send_task(task, args=args, queue=queue, countdown=countdown)
+        app.send_task(task, args=args, queue=queue, countdown=countdown, expires=expires)
     except Exception as exc:  # noqa: BLE001 - kombu raises many kinds; the desired state is saved
         log.warning("enqueue failed", extra={"task": task, "queue": queue, "error": str(exc)})
         return False
     return True
 
 
-def reconcile_soon(bot: Bot, *, queue: str | None = None, countdown: float | None = None) -> bool:
-    return send("bots.tasks.reconcile_bot", [bot.pk], queue or queue_for(bot), countdown)
+def loop_expiry(countdown: float | None = None) -> float:
+    """Seconds after which the control loop's own task is discarded unrun.
+
+    The next round sends a fresh one, so after a worker outage the queue holds no backlog
+    of stale reconciles. Counted from the send, hence the countdown added.
+    """
+    return (countdown or 0) + settings.BOT_RECONCILE_INTERVAL
+
+
+def reconcile_soon(
+    bot: Bot, *, queue: str | None = None, countdown: float | None = None, from_loop: bool = False
+) -> bool:
+    """Reconcile one bot. An operator's request (from_loop=False) never expires: it carries intent."""
+    expires = loop_expiry(countdown) if from_loop else None
+    return send("bots.tasks.reconcile_bot", [bot.pk], queue or queue_for(bot), countdown, expires)
+
+
+def reconcile_host_soon(host: str) -> bool:
+    """Check every bot of `host` on its own worker; expires like every task of the loop."""
+    return send("bots.tasks.reconcile_host", [host], host_queue(host), expires=loop_expiry())

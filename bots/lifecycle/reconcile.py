@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from bots.lifecycle import dispatch
 from bots.lifecycle.process import is_runner, reap_children, runner_pids, terminate
-from bots.lifecycle.state import STARTABLE, heartbeat_stale, start_due, start_overdue
+from bots.lifecycle.state import STARTABLE, heartbeat_stale, host_lock, record_kill, start_due, start_overdue
 from bots.lifecycle.transitions import (
     adopt,
     fail_interrupted_start,
@@ -78,7 +79,7 @@ def _check_running(bot: Bot) -> str:
 def reconcile_host(host: str | None = None) -> dict[str, int]:
     """Check every bot whose process this host holds, then kill runners that no bot owns."""
     if host and host != settings.HOSTNAME:
-        dispatch.send("bots.tasks.reconcile_host", [host], dispatch.host_queue(host))
+        dispatch.reconcile_host_soon(host)
         return {"rerouted": 1}
     reap_children()
     outcomes: dict[str, int] = {}
@@ -100,11 +101,16 @@ def kill_orphans() -> int:
     killed = 0
     for bot_id in existing:
         killed += len(kill_strays(bot_id))
-    for pid, bot_id in pids.items():
-        if bot_id not in existing:  # its bot row is gone
+    if not set(pids.values()) - existing:
+        return killed
+    with transaction.atomic():
+        host_lock(settings.HOSTNAME)  # one sweep at a time: each orphan is killed and audited once
+        for pid, bot_id in runner_pids().items():
+            if bot_id in existing or Bot.objects.filter(pk=bot_id).exists():
+                continue  # only runners whose bot row is gone
             terminate(pid, 0)
+            record_kill(None, bot_id, pid, "bot.orphan_killed", "no bot row claims this runner")
             killed += 1
-            log.warning("orphan runner killed", extra={"bot_id": bot_id, "action": "bot.orphan_killed", "pid": pid})
     return killed
 
 
@@ -122,9 +128,9 @@ def reconcile_all() -> dict[str, int]:
     for bot in candidates:
         if start_due(bot, now):
             # One task per bot so starts run in parallel across the workers' pool.
-            summary["starts"] += dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE)
+            summary["starts"] += dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, from_loop=True)
     hosts = set(Bot.objects.exclude(host="").values_list("host", flat=True).distinct())
     hosts.add(settings.HOSTNAME)  # this host's orphans are looked for even if it owns no bot
     for host in sorted(hosts):
-        summary["hosts"] += dispatch.send("bots.tasks.reconcile_host", [host], dispatch.host_queue(host))
+        summary["hosts"] += dispatch.reconcile_host_soon(host)
     return summary

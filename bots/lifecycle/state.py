@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.utils import timezone
 from bots.models import Bot, DesiredState, Status
 from ops.audit import audit
 from ops.flags import starts_frozen
+from ops.models import AuditLog
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -23,6 +25,8 @@ STARTABLE = {Status.STOPPED, Status.CRASHED, Status.ERROR}
 START_GRACE = 5.0
 # Any constant shared by every process: serialises the MAX_BOTS count with the claims.
 _FLEET_LOCK_KEY = 0x0DE1A_B075
+# Class of the per-host advisory lock that serialises killing a host's orphan runners.
+_ORPHAN_LOCK_CLASS = 0x0DE1A
 
 
 class StartRefused(Exception):
@@ -45,6 +49,14 @@ def fleet_lock() -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_FLEET_LOCK_KEY])
+
+
+def host_lock(host: str) -> None:
+    """Serialise one host's orphan sweeps (PostgreSQL; SQLite serialises every transaction)."""
+    if connection.vendor == "postgresql":
+        key = zlib.crc32(host.encode()) - 2**31  # the two-key form takes signed 32-bit ints
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ORPHAN_LOCK_CLASS, key])
 
 
 def locked(bot_id: int) -> Bot | None:
@@ -71,6 +83,18 @@ def record(
         action,
         extra={"bot": bot.slug, "bot_id": bot.pk, "action": action, "pid": bot.pid, "port": bot.port, **details},
     )
+
+
+def record_kill(bot: Bot | None, bot_id: int, pid: int, action: str, reason: str) -> None:
+    """One audit row for a runner the lifecycle killed on its own (bot.stray_killed, bot.orphan_killed)."""
+    details = {"host": settings.HOSTNAME, "bot_id": bot_id, "pid": pid, "reason": reason}
+    if bot is not None:
+        target = bot.slug
+    else:  # its row is gone: name it as its deletion did
+        deleted = AuditLog.objects.filter(action="bot.deleted", details__bot_id=bot_id).order_by("-id").first()
+        target = deleted.target if deleted else f"bot #{bot_id}"
+    audit(action, actor=SYSTEM_ACTOR, target=target, details=details)
+    log.warning(action, extra={"bot": target, "action": action, **details})
 
 
 def freeze_refusal() -> str | None:

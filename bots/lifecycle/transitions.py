@@ -36,6 +36,7 @@ from bots.lifecycle.state import (
     fleet_lock,
     locked,
     record,
+    record_kill,
     start_due,
 )
 from bots.models import PROCESS_STATES, Bot, DesiredState, Status
@@ -127,7 +128,8 @@ def _finish_start(bot_id: int, pid: int, seconds: float, reason: str) -> str:
         bot.last_heartbeat = bot.started_at
         bot.startup_seconds = round(seconds, 4)
         bot.last_error = ""
-        if reason in ("crash", "restart"):
+        if reason == "crash":
+            # Automatic restarts only, as deia_bot_restarts_total: an operator's restart is no symptom.
             bot.restart_count += 1
         bot.save(update_fields=[*PROCESS_FIELDS, "startup_seconds", "last_error", "restart_count"])
         action = "bot.started" if reason == "start" else "bot.restarted"
@@ -162,36 +164,41 @@ def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -
         bot.status = Status.STOPPED
         bot.next_start_at = None
     else:
-        bot.status = Status.CRASHED
-        bot.start_failures += 1
-        bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+        _count_failure(bot)
+    gave_up = _give_up_at_limit(bot)
     bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
-    retrying = bot.status == Status.CRASHED and bot.start_failures < settings.BOT_MAX_START_RETRIES
-    retry_in = backoff(bot.start_failures) if retrying else None
+    retry_in = backoff(bot.start_failures) if bot.status == Status.CRASHED else None
     details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code, "retry_in": retry_in}
-    record(bot, "bot.start_error", details={**details, "failures": bot.start_failures}, level=logging.WARNING)
+    level = logging.ERROR if gave_up else logging.WARNING
+    record(bot, "bot.start_error", details={**details, "failures": bot.start_failures, **gave_up}, level=level)
     metrics.inc("deia_bot_starts_total", result="error")
     metrics.inc("deia_bot_start_errors_total")
-    _after_failure(bot)
+    _schedule_retry(bot)
 
 
-def _after_failure(bot: Bot) -> None:
-    """CRASHED -> ERROR at the retry limit; else schedule the retry at next_start_at."""
+def _count_failure(bot: Bot) -> None:
+    bot.status = Status.CRASHED
+    bot.start_failures += 1
+    bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+
+
+def _give_up_at_limit(bot: Bot) -> dict:
+    """CRASHED -> ERROR at the retry limit. The failure's own audit row says so (these details)."""
+    if bot.status != Status.CRASHED or bot.start_failures < settings.BOT_MAX_START_RETRIES:
+        return {}
+    bot.status = Status.ERROR
+    bot.next_start_at = None
+    return {"status": Status.ERROR.value, "gave_up_after": bot.start_failures}
+
+
+def _schedule_retry(bot: Bot) -> None:
+    """A crashed bot is looked at again when its backoff is over."""
     if bot.status != Status.CRASHED:
         return
-    if bot.start_failures >= settings.BOT_MAX_START_RETRIES:
-        bot.status = Status.ERROR
-        bot.next_start_at = None
-        bot.save(update_fields=["status", "next_start_at", "updated_at"])
-        record(
-            bot,
-            "bot.crashloop_error",
-            details={"failures": bot.start_failures, "error": bot.last_error},
-            level=logging.ERROR,
-        )
-        return
     delay = (bot.next_start_at - timezone.now()).total_seconds()
-    transaction.on_commit(lambda: dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, countdown=max(delay, 0)))
+    transaction.on_commit(
+        lambda: dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, countdown=max(delay, 0), from_loop=True)
+    )
 
 
 # --- adopt and crash --------------------------------------------------------------------
@@ -221,25 +228,20 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
         port = bot.port
         uptime = (timezone.now() - bot.started_at).total_seconds() if bot.started_at else None
         clear_process(bot)
-        bot.status = Status.CRASHED
-        bot.start_failures += 1
-        bot.next_start_at = timezone.now() + timedelta(seconds=backoff(bot.start_failures))
+        _count_failure(bot)
+        gave_up = _give_up_at_limit(bot)
         bot.last_error = reason
         bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
+        retry_in = None if gave_up else backoff(bot.start_failures)
+        details = {"pid": pid, "port": port, "reason": reason, "uptime_seconds": uptime, "retry_in": retry_in}
         record(
             bot,
             "bot.crash",
-            details={
-                "pid": pid,
-                "port": port,
-                "reason": reason,
-                "uptime_seconds": uptime,
-                "retry_in": backoff(bot.start_failures),
-            },
-            level=logging.WARNING,
+            details={**details, "failures": bot.start_failures, **gave_up},
+            level=logging.ERROR if gave_up else logging.WARNING,
         )
         metrics.inc("deia_bot_crashes_total")
-        _after_failure(bot)
+        _schedule_retry(bot)
     reap_children()
     return "crashed"
 
@@ -257,8 +259,7 @@ def kill_strays(bot_id: int) -> list[int]:
     Decided under the row lock on a fresh read, so a runner spawned by a start that claimed
     the bot after our caller looked at it is never mistaken for a stray.
     """
-    pids = runner_pids(bot_id)
-    if not pids:
+    if not runner_pids(bot_id):
         return []
     with transaction.atomic():
         bot = locked(bot_id)
@@ -266,10 +267,16 @@ def kill_strays(bot_id: int) -> list[int]:
             return []  # a spawn is in flight; its start task records the pid
         owns = bot is not None and bot.status in PROCESS_STATES and bot.host == settings.HOSTNAME
         keep = bot.pid if owns else None
-        killed = [pid for pid in pids if pid != keep]
+        # Listed again under the lock: a concurrent sweep may have killed (and audited) some.
+        killed = [pid for pid in runner_pids(bot_id) if pid != keep]
         for pid in killed:
             terminate(pid, 0)
-            log.warning("stray runner killed", extra={"bot_id": bot_id, "action": "bot.stray_killed", "pid": pid})
+            reason = (
+                f"the bot's process is {keep}"
+                if keep
+                else f"the bot has no process here ({bot.status if bot else 'gone'})"
+            )
+            record_kill(bot, bot_id, pid, "bot.stray_killed", reason)
     return killed
 
 

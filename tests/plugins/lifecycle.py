@@ -1,6 +1,8 @@
 """Shared fixtures of the lifecycle suites (registered in tests/conftest.py).
 
 - `fake_ollama`: a started fake Ollama server (tests/fakes/ollama.py) with .url and knobs.
+- `bot_worker`, `reconcile_ticker`: real Celery workers on simulated hosts, and beat's stand-in.
+- `stubborn_runner_env(env)`: extra worker env whose runners ignore SIGTERM.
 - `runner`: runner(bot, **env) starts `manage.py runbot <bot> --port N` on a free port and
   returns its base URL (a str with .proc and .port), stopped at teardown.
 """
@@ -68,6 +70,16 @@ LIFECYCLE_ENV = {
     "BOT_BIND_HOST": "127.0.0.1",
     "LOG_LEVEL": "INFO",
 }
+
+
+def stubborn_runner_env(base: dict[str, str]) -> dict[str, str]:
+    """Worker env whose runners ignore SIGTERM and keep a child in their group (see stubborn/)."""
+    import os
+    from pathlib import Path
+
+    hook = str(Path(__file__).resolve().parents[1] / "integration" / "lifecycle" / "stubborn")
+    path = os.pathsep.join(p for p in (hook, base.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "DEIA_TEST_STUBBORN_RUNNER": "1"}
 
 
 def kill_test_runners() -> list[int]:

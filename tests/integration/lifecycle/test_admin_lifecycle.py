@@ -76,8 +76,33 @@ def test_deleting_a_running_bot_in_the_admin_stops_its_process_first(admin_clien
     wait_for(lambda: Bot.objects.get(pk=bot.pk).status == Status.RUNNING, timeout=30, what="bot running")
     bot.refresh_from_db()
     pid, port = bot.pid, bot.port
-    admin_client.post(reverse("admin:bots_bot_delete", args=[bot.pk]), {"post": "yes"})
+    response = admin_client.post(reverse("admin:bots_bot_delete", args=[bot.pk]), {"post": "yes"}, follow=True)
+    # Not "deleted successfully": it is not deleted yet.
+    assert [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)] == [
+        ("warning", "Doomed: its process is being stopped; the bot will be deleted once the process has exited.")
+    ]
     wait_for(lambda: not Bot.objects.filter(pk=bot.pk).exists(), timeout=30, what="bot row deleted")
     assert not pid_alive(pid) and can_bind(port)
     actions = list(AuditLog.objects.filter(target="doomed").order_by("id").values_list("action", flat=True))
     assert actions[-3:] == ["bot.delete", "bot.stopped", "bot.deleted"]
+
+
+@pytest.mark.django_db
+def test_bulk_deleting_reports_the_bots_deleted_now_and_warns_about_the_ones_being_stopped(admin_client):
+    idle = Bot.objects.create(name="Idle", slug="idle")
+    busy = Bot.objects.create(name="Busy", slug="busy")
+    Bot.objects.filter(pk=busy.pk).update(status=Status.RUNNING, pid=4242, host="host-z", port=19598)
+    response = run_action(admin_client, "delete_selected", [idle, busy])
+    assert response.status_code == 200  # the confirmation page
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "delete_selected", "_selected_action": [idle.pk, busy.pk], "post": "yes"},
+        follow=True,
+    )
+    messages = [(m.level_tag, m.message) for m in get_messages(response.wsgi_request)]
+    assert messages == [
+        ("warning", "Busy: its process is being stopped; the bot will be deleted once the process has exited."),
+        ("success", "Deleted: Idle."),
+    ]
+    assert not Bot.objects.filter(pk=idle.pk).exists()
+    assert Bot.objects.get(pk=busy.pk).desired_state == DesiredState.STOPPED

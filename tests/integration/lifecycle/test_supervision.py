@@ -56,7 +56,10 @@ def test_a_runner_that_exits_at_once_backs_off_and_ends_in_error(bot_worker, rec
     assert [e.details["retry_in"] for e in errors] == [0.3, 0.6, 1.2, None]
     gaps = [(b.created_at - a.created_at).total_seconds() for a, b in itertools.pairwise(errors)]
     assert all(gap >= e.details["retry_in"] for gap, e in zip(gaps, errors[:-1], strict=True)), gaps
-    assert len(audit_rows(bot, "bot.crashloop_error")) == 1
+    # The failure that gives up is one row: the start error itself says the bot went to error.
+    assert [e.details.get("gave_up_after") for e in errors] == [None, None, None, 4]
+    assert errors[-1].details["status"] == "error"
+    assert AuditLog.objects.filter(target=bot.slug).exclude(action__in=["bot.start", "bot.start_error"]).count() == 0
     assert (bot.pid, bot.port, bot.start_failures) == (None, None, 4)
     assert not runner_pids_of_test(bot)
     assert MetricValue.objects.get(name="deia_bot_start_errors_total").value == 4
@@ -171,3 +174,7 @@ def test_each_host_stops_and_reconciles_its_own_bots(bot_worker, reconcile_ticke
     wait_for(lambda: status_of(restarted) == Status.RUNNING and restarted.pid != old_pid, timeout=30)
     assert restarted.host == "host-a"
     assert audit_rows(restarted, "bot.restarted")[0].details["host"] == "host-a"
+    # An operator's restart counts as no restart: the metric and the bots' counts agree.
+    assert restarted.restart_count == 0
+    counted = MetricValue.objects.filter(name="deia_bot_restarts_total").values_list("value", flat=True).first() or 0
+    assert counted == sum(Bot.objects.values_list("restart_count", flat=True))
