@@ -272,3 +272,19 @@ def test_a_backup_with_one_byte_flipped_is_refused_by_its_checksum_and_nothing_c
         "maintenance.verify_backup_error"
     ]
     assert _scratch_databases() == 0
+
+
+def test_a_client_tool_writing_undecodable_bytes_fails_with_one_line_not_a_traceback(
+    settings, backup_dir, data, tmp_path
+):
+    dump = Path(good_backup().details["path"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pg_restore"  # how pg_restore quotes a damaged archive's bytes
+    fake.write_text("#!/bin/sh\nprintf 'pg_restore: error: bad entry \\253\\377\\n' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    settings.PG_BIN_DIR = str(bin_dir)
+    with pytest.raises(CommandError, match=r"^restore refused: pg_restore failed: .*bad entry") as refused:
+        call_command("restore", str(dump), "--yes")
+    assert "\n" not in str(refused.value)
+    assert Bot.objects.count() == 2 and not AuditLog.objects.filter(action="ops.restore").exists()
