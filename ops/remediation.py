@@ -35,13 +35,24 @@ def _require_postgres() -> None:
 
 
 # --- database sessions ----------------------------------------------------------------
-IDLE_SESSIONS = """
-SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state_change,
-       extract(epoch FROM now() - a.state_change)::float
+# Which sessions may be ended: the listing and the kill both apply all of it.
+IDLE_FROM_WHERE = """
 FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename
 WHERE a.datname = current_database() AND a.state = 'idle' AND a.pid <> pg_backend_pid()
   AND NOT r.rolsuper AND a.state_change < now() - make_interval(secs => %s)
+"""
+IDLE_SESSIONS = f"""
+SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state_change,
+       extract(epoch FROM now() - a.state_change)::float
+{IDLE_FROM_WHERE}
 ORDER BY a.state_change
+"""  # noqa: S608 - constant fragments; values are parameters
+# The kill re-checks every condition in the statement that kills: a listed session that
+# has since woken up (and maybe gone idle again, with a fresh state_change) is spared.
+TERMINATE_IDLE = f"""
+SELECT a.pid, pg_terminate_backend(a.pid)
+{IDLE_FROM_WHERE}
+  AND a.pid = ANY(%s)
 """
 
 
@@ -62,27 +73,28 @@ def terminate_idle_connections(
 ) -> dict[str, Any]:
     minutes = settings.IDLE_CONNECTION_MINUTES if older_than_minutes is None else older_than_minutes
     sessions = idle_connections(minutes * 60)
-    result = {"older_than_minutes": minutes, "found": len(sessions), "terminated": [], "sessions": sessions}
+    result = {
+        "older_than_minutes": minutes,
+        "found": len(sessions),
+        "terminated": [],
+        "spared": [],
+        "sessions": sessions,
+    }
     if dry_run or not sessions:
         return result
     with transaction.atomic(), connection.cursor() as cursor:
-        for session in sessions:
-            # Re-checked at the moment of the kill: a session that woke up meanwhile is spared.
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s AND state = 'idle' "
-                "AND datname = current_database()",
-                [session["pid"]],
-            )
-            row = cursor.fetchone()
-            if row and row[0]:
-                result["terminated"].append(session["pid"])
+        # pg_stat_activity is read once per transaction and then cached: read it afresh.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(TERMINATE_IDLE, [minutes * 60, [session["pid"] for session in sessions]])
+        result["terminated"] = sorted(pid for pid, ended in cursor.fetchall() if ended)
+        result["spared"] = sorted({session["pid"] for session in sessions} - set(result["terminated"]))
         audit(
             "ops.terminate_idle_connections",
             user=user,
             actor=_who(user, actor),
             ip=ip,
             target=connection.settings_dict["NAME"],
-            details={k: result[k] for k in ("older_than_minutes", "found", "terminated")},
+            details={k: result[k] for k in ("older_than_minutes", "found", "terminated", "spared")},
         )
     return result
 

@@ -26,4 +26,5 @@ class Command(BaseCommand):
             self.stdout.write(f"  pid {s['pid']} {s['user']} {s['application'] or '-'} idle {s['idle_seconds']:.0f} s")
         verb = "would terminate" if dry_run else "terminated"
         count = result["found"] if dry_run else len(result["terminated"])
-        self.stdout.write(f"{verb} {count} idle sessions older than {result['older_than_minutes']:g} min")
+        spared = f" ({len(result['spared'])} woke up meanwhile and were spared)" if result["spared"] else ""
+        self.stdout.write(f"{verb} {count} idle sessions older than {result['older_than_minutes']:g} min{spared}")

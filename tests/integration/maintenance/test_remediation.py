@@ -98,6 +98,38 @@ def test_terminating_idle_connections_ends_an_idle_session_and_leaves_an_active_
     assert row.details["found"] == len(result["sessions"])
 
 
+def test_a_listed_session_that_woke_and_went_idle_again_before_the_kill_survives(pg_session, monkeypatch, capsys):
+    from ops import remediation
+
+    old = pg_session(name="deia-test-idle-old")
+    woke = pg_session(name="deia-test-idle-woke")
+    fresh = pg_session(name="deia-test-idle-fresh")
+    old_pid, woke_pid, fresh_pid = backend_pid(old), backend_pid(woke), backend_pid(fresh)
+    wait_for(lambda: {old_pid, woke_pid} <= {s["pid"] for s in idle_connections(1)}, what="two sessions idle 1 s")
+    fresh.execute("SELECT 1")  # idle for less than the threshold all along
+    real_listing = remediation.idle_connections
+
+    def listing_then_one_wakes(seconds: float) -> list[dict]:
+        sessions = real_listing(seconds)
+        woke.execute("SELECT 1")  # between the listing and the kill: idle again, but only just
+        return sessions
+
+    monkeypatch.setattr(remediation, "idle_connections", listing_then_one_wakes)
+    call_command("terminate_idle_connections", "--older-than-minutes", str(1 / 60))
+    fresh_pool()
+
+    assert "woke up meanwhile and were spared" in capsys.readouterr().out
+    with pytest.raises(psycopg.OperationalError):
+        old.execute("SELECT 1")
+    assert woke.execute("SELECT 1").fetchone() == (1,)
+    assert fresh.execute("SELECT 1").fetchone() == (1,)
+    row = AuditLog.objects.get(action="ops.terminate_idle_connections")
+    assert old_pid in row.details["terminated"]
+    assert woke_pid not in row.details["terminated"] and woke_pid in row.details["spared"]
+    assert fresh_pid not in row.details["terminated"] + row.details["spared"]  # never listed
+    assert row.actor.startswith("cli") and row.details["older_than_minutes"] == pytest.approx(1 / 60)
+
+
 def test_the_command_lists_without_terminating_on_dry_run(pg_session, capsys):
     idle = pg_session(name="deia-test-idle")
     pid = backend_pid(idle)
