@@ -189,28 +189,51 @@ def least_used_running(since_minutes: int = 60):
     )
 
 
-def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> list:
-    """Stop the least-used running bots until `keep` remain (runbook 2, option 3)."""
-    from bots.lifecycle import request_stop
+class Stopped(list):
+    """The bots stop_least_used stopped; .skipped names those gone before their turn."""
 
-    if keep < 0:
-        raise RemediationError("--keep must be 0 or more")
+    def __init__(self, running_before: int):
+        super().__init__()
+        self.running_before = running_before
+        self.skipped: list[str] = []
+
+
+def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> Stopped:
+    """Stop the least-used running bots until `keep` remain (runbook 2, option 3).
+
+    A bot deleted after the listing is skipped and reported. The summary row is written
+    whatever happens, so the bots already stopped are never left without it.
+    """
+    from bots.lifecycle import request_stop
+    from bots.models import Bot
+
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise RemediationError("--keep must be a whole number, 0 or more")
+    who = _who(user, actor)
     running = list(least_used_running())
     victims = running[: max(0, len(running) - keep)]
-    stopped = [request_stop(bot, user=user, actor=_who(user, actor), ip=ip) for bot in victims]
-    with transaction.atomic():
-        audit(
-            "ops.stop_least_used",
-            user=user,
-            actor=_who(user, actor),
-            ip=ip,
-            target=f"keep {keep}",
-            details={
-                "keep": keep,
-                "running_before": len(running),
-                "stopped": [{"bot": b.slug, "messages_last_hour": b.recent_messages} for b in victims],
-            },
-        )
+    stopped, done, error = Stopped(len(running)), [], ""
+    try:
+        for bot in victims:
+            try:
+                stopped.append(request_stop(bot, user=user, actor=who, ip=ip))
+                done.append({"bot": bot.slug, "messages_last_hour": bot.recent_messages})
+            except Bot.DoesNotExist:
+                stopped.skipped.append(bot.slug)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        details = {"keep": keep, "running_before": len(running), "stopped": done, "skipped_deleted": stopped.skipped}
+        with transaction.atomic():
+            audit(
+                "ops.stop_least_used",
+                user=user,
+                actor=who,
+                ip=ip,
+                target=f"keep {keep}",
+                details={**details, "error": error} if error else details,
+            )
     return stopped
 
 
