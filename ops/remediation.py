@@ -6,6 +6,7 @@ say who acted (a user from the admin, "cli:<os user>" from the command line).
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,13 @@ def _who(user, actor: str | None) -> str:
     if actor:
         return actor
     return user.get_username() if user is not None else "anonymous"
+
+
+def check_threshold(value: float, option: str) -> float:
+    """A threshold from an operator: a finite number, 0 or more (nan and inf pass float())."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise RemediationError(f"{option} must be a number, 0 or more (got {value})")
+    return value
 
 
 def _require_postgres() -> None:
@@ -72,6 +80,7 @@ def terminate_idle_connections(
     older_than_minutes: float | None = None, *, dry_run: bool = False, user=None, actor=None, ip=None
 ) -> dict[str, Any]:
     minutes = settings.IDLE_CONNECTION_MINUTES if older_than_minutes is None else older_than_minutes
+    minutes = check_threshold(minutes, "--older-than-minutes")
     sessions = idle_connections(minutes * 60)
     result = {
         "older_than_minutes": minutes,
@@ -141,7 +150,7 @@ def long_queries(min_seconds: float | None = None) -> list[dict[str, Any]]:
 
 def cancel_query(pid: int, *, min_seconds: float | None = None, user=None, actor=None, ip=None) -> dict[str, Any]:
     """pg_cancel_backend a query of this database that has run longer than the threshold."""
-    limit = settings.SLOW_QUERY_SECONDS if min_seconds is None else min_seconds
+    limit = check_threshold(settings.SLOW_QUERY_SECONDS if min_seconds is None else min_seconds, "--min-seconds")
     query = show_query(pid)
     if query["state"] != "active":
         raise RemediationError(f"pid {pid} is {query['state']}, not running a query")

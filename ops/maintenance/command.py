@@ -35,6 +35,9 @@ class OpsCommand(BaseCommand):
     def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
         parser.__class__ = OneLineParser  # Django builds a CommandParser; only error() differs
+        # No abbreviations: on a command that deletes or kills, a misspelt option is refused,
+        # never taken for another one (--y for --yes, --force for --force-color).
+        parser.allow_abbrev = False
         return parser
 
 
