@@ -6,6 +6,7 @@ say who acted (a user from the admin, "cli:<os user>" from the command line).
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 from typing import Any
 
@@ -29,19 +30,37 @@ def _who(user, actor: str | None) -> str:
     return user.get_username() if user is not None else "anonymous"
 
 
+def check_threshold(value: float, option: str) -> float:
+    """A threshold from an operator: a finite number, 0 or more (nan and inf pass float())."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise RemediationError(f"{option} must be a number, 0 or more (got {value})")
+    return value
+
+
 def _require_postgres() -> None:
     if not settings.DATABASE_IS_POSTGRES:
         raise RemediationError("this remedy needs PostgreSQL; this installation uses SQLite")
 
 
 # --- database sessions ----------------------------------------------------------------
-IDLE_SESSIONS = """
-SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state_change,
-       extract(epoch FROM now() - a.state_change)::float
+# Which sessions may be ended: the listing and the kill both apply all of it.
+IDLE_FROM_WHERE = """
 FROM pg_stat_activity a JOIN pg_roles r ON r.rolname = a.usename
 WHERE a.datname = current_database() AND a.state = 'idle' AND a.pid <> pg_backend_pid()
   AND NOT r.rolsuper AND a.state_change < now() - make_interval(secs => %s)
+"""
+IDLE_SESSIONS = f"""
+SELECT a.pid, a.usename, a.application_name, host(a.client_addr), a.state_change,
+       extract(epoch FROM now() - a.state_change)::float
+{IDLE_FROM_WHERE}
 ORDER BY a.state_change
+"""  # noqa: S608 - constant fragments; values are parameters
+# The kill re-checks every condition in the statement that kills: a listed session that
+# has since woken up (and maybe gone idle again, with a fresh state_change) is spared.
+TERMINATE_IDLE = f"""
+SELECT a.pid, pg_terminate_backend(a.pid)
+{IDLE_FROM_WHERE}
+  AND a.pid = ANY(%s)
 """
 
 
@@ -61,28 +80,30 @@ def terminate_idle_connections(
     older_than_minutes: float | None = None, *, dry_run: bool = False, user=None, actor=None, ip=None
 ) -> dict[str, Any]:
     minutes = settings.IDLE_CONNECTION_MINUTES if older_than_minutes is None else older_than_minutes
+    minutes = check_threshold(minutes, "--older-than-minutes")
     sessions = idle_connections(minutes * 60)
-    result = {"older_than_minutes": minutes, "found": len(sessions), "terminated": [], "sessions": sessions}
+    result = {
+        "older_than_minutes": minutes,
+        "found": len(sessions),
+        "terminated": [],
+        "spared": [],
+        "sessions": sessions,
+    }
     if dry_run or not sessions:
         return result
     with transaction.atomic(), connection.cursor() as cursor:
-        for session in sessions:
-            # Re-checked at the moment of the kill: a session that woke up meanwhile is spared.
-            cursor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = %s AND state = 'idle' "
-                "AND datname = current_database()",
-                [session["pid"]],
-            )
-            row = cursor.fetchone()
-            if row and row[0]:
-                result["terminated"].append(session["pid"])
+        # pg_stat_activity is read once per transaction and then cached: read it afresh.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(TERMINATE_IDLE, [minutes * 60, [session["pid"] for session in sessions]])
+        result["terminated"] = sorted(pid for pid, ended in cursor.fetchall() if ended)
+        result["spared"] = sorted({session["pid"] for session in sessions} - set(result["terminated"]))
         audit(
             "ops.terminate_idle_connections",
             user=user,
             actor=_who(user, actor),
             ip=ip,
             target=connection.settings_dict["NAME"],
-            details={k: result[k] for k in ("older_than_minutes", "found", "terminated")},
+            details={k: result[k] for k in ("older_than_minutes", "found", "terminated", "spared")},
         )
     return result
 
@@ -129,7 +150,7 @@ def long_queries(min_seconds: float | None = None) -> list[dict[str, Any]]:
 
 def cancel_query(pid: int, *, min_seconds: float | None = None, user=None, actor=None, ip=None) -> dict[str, Any]:
     """pg_cancel_backend a query of this database that has run longer than the threshold."""
-    limit = settings.SLOW_QUERY_SECONDS if min_seconds is None else min_seconds
+    limit = check_threshold(settings.SLOW_QUERY_SECONDS if min_seconds is None else min_seconds, "--min-seconds")
     query = show_query(pid)
     if query["state"] != "active":
         raise RemediationError(f"pid {pid} is {query['state']}, not running a query")
@@ -177,28 +198,51 @@ def least_used_running(since_minutes: int = 60):
     )
 
 
-def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> list:
-    """Stop the least-used running bots until `keep` remain (runbook 2, option 3)."""
-    from bots.lifecycle import request_stop
+class Stopped(list):
+    """The bots stop_least_used stopped; .skipped names those gone before their turn."""
 
-    if keep < 0:
-        raise RemediationError("--keep must be 0 or more")
+    def __init__(self, running_before: int):
+        super().__init__()
+        self.running_before = running_before
+        self.skipped: list[str] = []
+
+
+def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> Stopped:
+    """Stop the least-used running bots until `keep` remain (runbook 2, option 3).
+
+    A bot deleted after the listing is skipped and reported. The summary row is written
+    whatever happens, so the bots already stopped are never left without it.
+    """
+    from bots.lifecycle import request_stop
+    from bots.models import Bot
+
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise RemediationError("--keep must be a whole number, 0 or more")
+    who = _who(user, actor)
     running = list(least_used_running())
     victims = running[: max(0, len(running) - keep)]
-    stopped = [request_stop(bot, user=user, actor=_who(user, actor), ip=ip) for bot in victims]
-    with transaction.atomic():
-        audit(
-            "ops.stop_least_used",
-            user=user,
-            actor=_who(user, actor),
-            ip=ip,
-            target=f"keep {keep}",
-            details={
-                "keep": keep,
-                "running_before": len(running),
-                "stopped": [{"bot": b.slug, "messages_last_hour": b.recent_messages} for b in victims],
-            },
-        )
+    stopped, done, error = Stopped(len(running)), [], ""
+    try:
+        for bot in victims:
+            try:
+                stopped.append(request_stop(bot, user=user, actor=who, ip=ip))
+                done.append({"bot": bot.slug, "messages_last_hour": bot.recent_messages})
+            except Bot.DoesNotExist:
+                stopped.skipped.append(bot.slug)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        details = {"keep": keep, "running_before": len(running), "stopped": done, "skipped_deleted": stopped.skipped}
+        with transaction.atomic():
+            audit(
+                "ops.stop_least_used",
+                user=user,
+                actor=who,
+                ip=ip,
+                target=f"keep {keep}",
+                details={**details, "error": error} if error else details,
+            )
     return stopped
 
 

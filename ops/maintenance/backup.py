@@ -210,6 +210,10 @@ def _dump_sqlite(out: Path) -> dict[str, int]:
     try:
         # One step (pages=-1): the copy is a single consistent snapshot.
         source.backup(copy)
+        # The copy inherits the live database's WAL mode, in which even a read-only open
+        # creates -wal/-shm files beside it (and fails in a read-only folder): a backup is
+        # one self-contained file, so it gets the rollback journal before it is checksummed.
+        copy.execute("PRAGMA journal_mode=DELETE")
         return _count_sqlite(copy)
     finally:
         copy.close()

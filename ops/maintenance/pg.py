@@ -79,7 +79,14 @@ def run_client(name: str, args: list[str], target: Target, *, timeout: float | N
     timeout = settings.MAINTENANCE_COMMAND_TIMEOUT if timeout is None else timeout
     try:
         done = subprocess.run(
-            [binary(name), *args], env=target.env(), capture_output=True, text=True, timeout=timeout, check=False
+            [binary(name), *args],
+            env=target.env(),
+            capture_output=True,
+            text=True,
+            # A damaged archive's bytes can end up in the tool's messages: never fail on them.
+            errors="replace",
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise JobFailed(f"{name} did not finish within {timeout:g} s") from None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.support.procs import PYTHON, free_port, wait_for
+from tests.support.procs import PYTHON, ROOT, free_port, wait_for
 
 
 @pytest.fixture
@@ -120,3 +123,44 @@ def metric(name: str, **labels: str) -> float | None:
     key = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
     row = MetricValue.objects.filter(name=name, labels=key).first()
     return None if row is None else row.value
+
+
+class SqliteInstall:
+    """An installation on the embedded default: SQLite file, no Redis, folders in tmp_path."""
+
+    def __init__(self, tmp_path: Path):
+        self.db = tmp_path / "deia.sqlite3"
+        self.backups = tmp_path / "backups"
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CELERY_BROKER_URL", "BACKUP_DIR")}
+        self.env = {
+            **env,
+            "DATABASE_URL": f"sqlite:///{self.db}",
+            "DEIA_VAR_DIR": str(tmp_path / "var"),
+            "BACKUP_DIR": str(self.backups),
+        }
+        self.env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [PYTHON, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120
+        )
+
+    def ok(self, *args: str) -> str:
+        done = self.manage(*args)
+        assert done.returncode == 0, f"manage.py {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    def shell(self, code: str) -> str:
+        return self.ok("shell", "-v", "0", "-c", code)
+
+    def count(self, table: str) -> int:
+        with closing(sqlite3.connect(self.db)) as conn:
+            return conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]  # noqa: S608 - our table names
+
+
+@pytest.fixture
+def sqlite_install(tmp_path: Path) -> SqliteInstall:
+    """A migrated SQLite installation in tmp_path, driven through manage.py subprocesses."""
+    install = SqliteInstall(tmp_path)
+    install.ok("migrate", "-v", "0")
+    return install

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import sys
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from ops.maintenance.command import cli_actor
-from ops.remediation import RemediationError, cancel_query, show_query
+from ops.maintenance.command import OpsCommand, cli_actor
+from ops.remediation import RemediationError, cancel_query, check_threshold, show_query
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Show the query a database session runs; with --yes cancel it (pg_cancel_backend) (runbook 3)."
 
     def add_arguments(self, parser) -> None:
@@ -18,6 +18,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, pid: int, yes: bool, min_seconds: float | None, **options) -> None:
         try:
+            if min_seconds is not None:  # refused before anything is shown or asked
+                check_threshold(min_seconds, "--min-seconds")
             query = show_query(pid)
             self.stdout.write(
                 f"pid {query['pid']} {query['user']} {query['state']} for {query['seconds']:g} s: {query['query']}"

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
-from ops.maintenance.command import cli_actor
+from ops.maintenance.command import OpsCommand, cli_actor
 from ops.remediation import clear_cache
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Delete the application's cache keys (not the Celery queues). Needs --yes."
 
     def add_arguments(self, parser) -> None:

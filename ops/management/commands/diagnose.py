@@ -3,12 +3,11 @@ from __future__ import annotations
 import json
 import sys
 
-from django.core.management.base import BaseCommand
-
 from ops.diagnose import overall, run_diagnose, summary
+from ops.maintenance.command import OpsCommand
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Run the runbooks' checks: one line each, OK/WARN/CRIT. Exit 0 all OK, 1 a warning, 2 a critical."
     # The checks must run when the database is down; Django's own checks would stop first.
     requires_system_checks: list = []

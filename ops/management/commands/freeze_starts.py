@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
-from ops.maintenance.command import cli_actor
+from ops.maintenance.command import OpsCommand, cli_actor
 from ops.remediation import freeze_starts
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Refuse new bot starts from now on (like MAX_BOTS=0, no restart); running bots keep running."
 
     def handle(self, *args, **options) -> None:

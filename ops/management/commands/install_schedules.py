@@ -1,11 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
+from ops.maintenance.command import OpsCommand
 from ops.schedules import install
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Install the default beat schedules (reconcile, maintenance jobs). Safe to re-run."
 
     def add_arguments(self, parser) -> None:

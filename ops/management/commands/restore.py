@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import transaction
 
 from ops.audit import audit
 from ops.maintenance.backup import restore
-from ops.maintenance.command import cli_actor
+from ops.maintenance.command import OpsCommand, cli_actor
 from ops.maintenance.runs import JobFailed
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Replace the database's content with a backup. Stop web and workers first. Needs --yes."
 
     def add_arguments(self, parser) -> None:

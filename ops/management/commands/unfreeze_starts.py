@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
-
-from ops.maintenance.command import cli_actor
+from ops.maintenance.command import OpsCommand, cli_actor
 from ops.remediation import unfreeze_starts
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Allow bot starts again after freeze_starts."
 
     def handle(self, *args, **options) -> None:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
 from ops.maintenance.command import JobCommand
 
 
@@ -11,4 +15,8 @@ class Command(JobCommand):
         parser.add_argument("file", nargs="?", help="backup file (default: the newest in BACKUP_DIR)")
 
     def job_kwargs(self, options: dict) -> dict:
+        # A mistyped path is bad input, refused before a run is recorded; a file that is
+        # there but is no good backup is a failed check, recorded and audited.
+        if options["file"] and not Path(options["file"]).is_file():
+            raise CommandError(f"{options['file']} does not exist or is not a file")
         return {"path": options["file"]}

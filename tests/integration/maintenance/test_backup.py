@@ -19,7 +19,7 @@ from ops.maintenance.backup import backup_files, sha256_of, sidecar_path
 from ops.metrics import set_gauge
 from ops.models import AuditLog, MaintenanceRun
 from tests.plugins.maintenance import fill, metric
-from tests.support.procs import wait_for
+from tests.support.procs import PYTHON, ROOT, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -234,3 +234,57 @@ def test_the_backup_command_prints_one_line_and_records_the_run(backup_dir, data
     assert audited.actor.startswith("cli")
     assert audited.details["sha256"] == sha256_of(backup_files()[0])
     assert audited.details["path"].endswith(backup_files()[0].name)
+
+
+def _manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _scratch_databases() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'deia_restorecheck_%%'")
+        return cursor.fetchone()[0]
+
+
+def test_a_backup_with_one_byte_flipped_is_refused_by_its_checksum_and_nothing_changes(backup_dir, data, child_env):
+    dump = Path(good_backup().details["path"])
+    content = bytearray(dump.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # same size, different bytes: only the checksum can tell
+    dump.write_bytes(bytes(content))
+    assert dump.stat().st_size == json.loads(sidecar_path(dump).read_text())["size"]
+    Bot.objects.filter(slug="sales").delete()  # a change the restore would undo
+    audits = AuditLog.objects.count()
+    env = {**child_env, "BACKUP_DIR": str(backup_dir)}
+
+    for args in (("restore", str(dump), "--yes"), ("verify_backup", str(dump))):
+        done = _manage(env, *args)
+        assert done.returncode != 0, args
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "checksum does not match" in lines[0], done.stderr
+        assert "Traceback" not in done.stderr
+
+    assert Bot.objects.count() == 1 and ChatMessage.objects.count() == 30
+    assert not AuditLog.objects.filter(action="ops.restore").exists()
+    # The failed check is recorded (run + error audit), nothing else was written.
+    assert list(AuditLog.objects.order_by("id").values_list("action", flat=True)[audits:]) == [
+        "maintenance.verify_backup_error"
+    ]
+    assert _scratch_databases() == 0
+
+
+def test_a_client_tool_writing_undecodable_bytes_fails_with_one_line_not_a_traceback(
+    settings, backup_dir, data, tmp_path
+):
+    dump = Path(good_backup().details["path"])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pg_restore"  # how pg_restore quotes a damaged archive's bytes
+    fake.write_text("#!/bin/sh\nprintf 'pg_restore: error: bad entry \\253\\377\\n' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    settings.PG_BIN_DIR = str(bin_dir)
+    with pytest.raises(CommandError, match=r"^restore refused: pg_restore failed: .*bad entry") as refused:
+        call_command("restore", str(dump), "--yes")
+    assert "\n" not in str(refused.value)
+    assert Bot.objects.count() == 2 and not AuditLog.objects.filter(action="ops.restore").exists()

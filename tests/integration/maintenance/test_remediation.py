@@ -98,6 +98,38 @@ def test_terminating_idle_connections_ends_an_idle_session_and_leaves_an_active_
     assert row.details["found"] == len(result["sessions"])
 
 
+def test_a_listed_session_that_woke_and_went_idle_again_before_the_kill_survives(pg_session, monkeypatch, capsys):
+    from ops import remediation
+
+    old = pg_session(name="deia-test-idle-old")
+    woke = pg_session(name="deia-test-idle-woke")
+    fresh = pg_session(name="deia-test-idle-fresh")
+    old_pid, woke_pid, fresh_pid = backend_pid(old), backend_pid(woke), backend_pid(fresh)
+    wait_for(lambda: {old_pid, woke_pid} <= {s["pid"] for s in idle_connections(1)}, what="two sessions idle 1 s")
+    fresh.execute("SELECT 1")  # idle for less than the threshold all along
+    real_listing = remediation.idle_connections
+
+    def listing_then_one_wakes(seconds: float) -> list[dict]:
+        sessions = real_listing(seconds)
+        woke.execute("SELECT 1")  # between the listing and the kill: idle again, but only just
+        return sessions
+
+    monkeypatch.setattr(remediation, "idle_connections", listing_then_one_wakes)
+    call_command("terminate_idle_connections", "--older-than-minutes", str(1 / 60))
+    fresh_pool()
+
+    assert "woke up meanwhile and were spared" in capsys.readouterr().out
+    with pytest.raises(psycopg.OperationalError):
+        old.execute("SELECT 1")
+    assert woke.execute("SELECT 1").fetchone() == (1,)
+    assert fresh.execute("SELECT 1").fetchone() == (1,)
+    row = AuditLog.objects.get(action="ops.terminate_idle_connections")
+    assert old_pid in row.details["terminated"]
+    assert woke_pid not in row.details["terminated"] and woke_pid in row.details["spared"]
+    assert fresh_pid not in row.details["terminated"] + row.details["spared"]  # never listed
+    assert row.actor.startswith("cli") and row.details["older_than_minutes"] == pytest.approx(1 / 60)
+
+
 def test_the_command_lists_without_terminating_on_dry_run(pg_session, capsys):
     idle = pg_session(name="deia-test-idle")
     pid = backend_pid(idle)
@@ -181,23 +213,27 @@ def test_the_freeze_refuses_a_start_and_the_refusal_is_audited(redis_client):
     assert bot.desired_state == DesiredState.RUNNING
 
 
-def test_stop_least_used_stops_the_quietest_running_bots_down_to_the_target(redis_client, capsys):
+def running(slug: str, recent: int, old: int = 0):
+    """A bot with a process, `recent` messages in the last hour and `old` ones before."""
     from datetime import timedelta
 
     from django.utils import timezone
 
     from bots.models import Backend, Bot, ChatMessage, DesiredState, Role, Status
 
-    def running(slug: str, recent: int, old: int = 0) -> Bot:
-        bot = Bot.objects.create(name=slug, slug=slug, backend=Backend.ECHO, desired_state=DesiredState.RUNNING)
-        Bot.objects.filter(pk=bot.pk).update(status=Status.RUNNING, started_at=timezone.now())
-        for i in range(recent):
-            ChatMessage.objects.create(bot=bot, role=Role.USER, content=str(i))
-        for i in range(old):  # busy two hours ago: does not count
-            ChatMessage.objects.create(
-                bot=bot, role=Role.USER, content=str(i), created_at=timezone.now() - timedelta(hours=2)
-            )
-        return bot
+    bot = Bot.objects.create(name=slug, slug=slug, backend=Backend.ECHO, desired_state=DesiredState.RUNNING)
+    Bot.objects.filter(pk=bot.pk).update(status=Status.RUNNING, started_at=timezone.now())
+    for i in range(recent):
+        ChatMessage.objects.create(bot=bot, role=Role.USER, content=str(i))
+    for i in range(old):  # busy two hours ago: does not count
+        ChatMessage.objects.create(
+            bot=bot, role=Role.USER, content=str(i), created_at=timezone.now() - timedelta(hours=2)
+        )
+    return bot
+
+
+def test_stop_least_used_stops_the_quietest_running_bots_down_to_the_target(redis_client, capsys):
+    from bots.models import Backend, Bot, DesiredState
 
     running("busy", 9)
     running("steady", 5)
@@ -223,5 +259,56 @@ def test_stop_least_used_stops_the_quietest_running_bots_down_to_the_target(redi
         {"bot": "idle", "messages_last_hour": 0},
         {"bot": "quiet", "messages_last_hour": 1},
     ]
-    with pytest.raises(CommandError, match="0 or more"):
-        call_command("stop_least_used", "--keep", "-1")
+    assert summary.details["skipped_deleted"] == []
+
+
+def test_stop_least_used_skips_a_bot_deleted_meanwhile_and_still_writes_its_summary(redis_client, monkeypatch, capsys):
+    import bots.lifecycle
+    from bots.models import Bot, DesiredState
+
+    running("busy", 9)
+    running("quiet", 1)
+    running("idle", 0)
+    real_stop = bots.lifecycle.request_stop
+
+    def stop_while_someone_deletes_the_next(bot, **kwargs):
+        Bot.objects.filter(slug="quiet").delete()  # deleted between the listing and its turn
+        return real_stop(bot, **kwargs)
+
+    monkeypatch.setattr(bots.lifecycle, "request_stop", stop_while_someone_deletes_the_next)
+    call_command("stop_least_used", "--keep", "1")
+
+    assert capsys.readouterr().out.strip() == "stopping 1 bots to keep 1: idle; skipped quiet (deleted meanwhile)"
+    assert dict(Bot.objects.values_list("slug", "desired_state")) == {
+        "busy": DesiredState.RUNNING,
+        "idle": DesiredState.STOPPED,
+    }
+    assert list(AuditLog.objects.filter(action="bot.stop").values_list("target", flat=True)) == ["idle"]
+    summary = AuditLog.objects.get(action="ops.stop_least_used")
+    assert summary.details["running_before"] == 3 and summary.details["keep"] == 1
+    assert summary.details["stopped"] == [{"bot": "idle", "messages_last_hour": 0}]
+    assert summary.details["skipped_deleted"] == ["quiet"]
+
+
+def test_stop_least_used_writes_its_summary_when_it_fails_part_way(redis_client, monkeypatch):
+    import bots.lifecycle
+    from bots.models import Bot, DesiredState
+
+    running("quiet", 1)
+    running("idle", 0)
+    real_stop, calls = bots.lifecycle.request_stop, []
+
+    def second_stop_fails(bot, **kwargs):
+        calls.append(bot.slug)
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real_stop(bot, **kwargs)
+
+    monkeypatch.setattr(bots.lifecycle, "request_stop", second_stop_fails)
+    with pytest.raises(CommandError, match=r"^stop_least_used failed part-way \(RuntimeError: database went away\)"):
+        call_command("stop_least_used", "--keep", "0")
+    assert Bot.objects.get(slug="idle").desired_state == DesiredState.STOPPED
+    assert Bot.objects.get(slug="quiet").desired_state == DesiredState.RUNNING
+    summary = AuditLog.objects.get(action="ops.stop_least_used")
+    assert summary.details["stopped"] == [{"bot": "idle", "messages_last_hour": 0}]
+    assert summary.details["error"] == "RuntimeError: database went away"
