@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
+from ops.audit import audit
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -71,7 +73,8 @@ def _enabled(schedule: Schedule) -> bool:
     return schedule.task != "ops.tasks.purge_messages" or bool(settings.CHAT_RETENTION_DAYS)
 
 
-def install(*, reset: bool = False) -> dict[str, int]:
+def install(*, reset: bool = False, actor: str = "setup") -> dict[str, int]:
+    """Create the missing schedules (all of them back to defaults with reset); audit a change once."""
     created = updated = 0
     with transaction.atomic():
         for schedule in SCHEDULES:
@@ -101,6 +104,12 @@ def install(*, reset: bool = False) -> dict[str, int]:
         if created or updated:
             # Beat's DatabaseScheduler notices changes through this marker (update() sends no signal).
             PeriodicTasks.update_changed()
+            audit(
+                "ops.schedules_install",
+                actor=actor,
+                target="beat schedules",
+                details={"created": created, "updated": updated, "reset": reset},
+            )
     return {"created": created, "updated": updated, "total": len(SCHEDULES)}
 
 

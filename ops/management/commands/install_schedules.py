@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ops.maintenance.command import OpsCommand
+from ops.maintenance.command import OpsCommand, cli_actor
 from ops.schedules import install
 
 
@@ -11,7 +11,7 @@ class Command(OpsCommand):
         parser.add_argument("--reset", action="store_true", help="put edited schedules back to the defaults")
 
     def handle(self, *args, reset: bool, **options) -> None:
-        result = install(reset=reset)
+        result = install(reset=reset, actor=cli_actor())
         self.stdout.write(
             f"schedules: {result['created']} created, {result['updated']} updated, {result['total']} defined"
         )

@@ -53,6 +53,19 @@ def test_installing_again_duplicates_nothing_and_keeps_an_operators_edit(setting
     assert PeriodicTask.objects.get(name="maintenance: backup").enabled is True
 
 
+def test_installing_schedules_is_audited_once_when_it_changes_something(settings):
+    from ops.models import AuditLog
+
+    settings.CHAT_RETENTION_DAYS = None
+    install()
+    install()  # nothing left to create: no second row
+    rows = list(AuditLog.objects.filter(action="ops.schedules_install"))
+    assert [(r.actor, r.details["created"], r.details["updated"]) for r in rows] == [("setup", len(SCHEDULES), 0)]
+    call_command("install_schedules", "--reset", stdout=io.StringIO())
+    latest = AuditLog.objects.filter(action="ops.schedules_install").first()
+    assert latest.actor.startswith("cli") and latest.details == {"created": 0, "updated": len(SCHEDULES), "reset": True}
+
+
 def test_every_maintenance_task_is_registered_with_celery():
     import bots.tasks  # noqa: F401 - autodiscovery in a worker does the same
     import ops.tasks  # noqa: F401
