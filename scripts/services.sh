@@ -31,6 +31,7 @@ command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 command -v sqlite3 >/dev/null || packages+=(sqlite3)
+command -v logrotate >/dev/null || packages+=(logrotate)
 if ((${#packages[@]})); then
   [ "$(id -u)" = 0 ] || die "missing ${packages[*]}; run as root so apt-get can install them"
   say "installing ${packages[*]}"
