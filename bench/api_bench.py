@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +28,7 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from bench.support import gunicorn  # noqa: E402
 from bots.models import Bot  # noqa: E402
 
 LUA = """
@@ -68,68 +68,47 @@ def main() -> int:
     made = []
     for i in range(10 - Bot.objects.count()):
         made.append(Bot.objects.create(name=f"bench-bot-{i}", slug=f"bench-bot-{i}").pk)
-    port = 18990
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings", "GUNICORN_BIND": f"127.0.0.1:{port}"}
-    env["DEIA_VAR_DIR"] = tempfile.mkdtemp(prefix="deia-bench-")
-    env["LOG_LEVEL"] = "WARNING"
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.wsgi"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not come up")
-            time.sleep(0.1)
-        auth = {"Authorization": f"Token {token.key}"}
-        assert httpx.get(f"{base}/api/bots", headers=auth).status_code == 200
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-            f.write(LUA)
-        script = Path(f.name)
-        wrk(f"{base}/bench/bare", script, {}, seconds=3)  # warm-up
-        bare = wrk(f"{base}/bench/bare", script, {})
-        api = wrk(f"{base}/api/bots", script, auth)
-        # The guide's load: about 500 req/s, 13 clients each pausing 18 ms between requests.
-        paced = wrk(f"{base}/api/bots", script, auth, connections=13, think_ms=18)
-        ratio = api["rps"] / bare["rps"]
-        print("## API throughput (bench/api_bench.py)\n")
-        print("gunicorn with the default worker count (2 x cores + 1, sync), 10 bots, wrk -t2 -c16 -d10s.\n")
-        print("| endpoint | req/s | p50 ms | p95 ms | p99 ms | errors |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        rows = (
-            ("bare Django view, 10 rows (saturated)", bare),
-            ("GET /api/bots, token auth (saturated)", api),
-            ("GET /api/bots at the guide's load (13 clients, 18 ms think time)", paced),
-        )
-        for name, r in rows:
-            print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
-        print(
-            f"\nAPI/bare throughput ratio {ratio:.2f} (target >= 0.8): {'met' if ratio >= 0.8 else 'NOT met'}. ", end=""
-        )
-        if ratio < 0.8:
-            print(
-                "\n\nWhy the ratio: the bare view runs one query for three columns; GET /api/bots also "
-                "authenticates its token (a second query, select_related user) and renders 21 fields "
-                "through DRF. Closing the gap would mean caching token lookups in each process, which "
-                "delays a revoked token's refusal; we chose prompt revocation.\n"
-            )
-        verdict = "met" if paced["p95"] < 20 else "NOT met"
-        print(f"API p95 at {paced['rps']:.0f} req/s: {paced['p95']:.2f} ms (target < 20 ms at 500 req/s): {verdict}.")
-        return 0
+        with gunicorn(18990, DJANGO_SETTINGS_MODULE="bench.settings") as base:
+            return measure(base, token.key)
     finally:
-        os.killpg(web.pid, 15)
-        web.wait(30)
         Bot.objects.filter(pk__in=made).delete()
-        shutil.rmtree(env["DEIA_VAR_DIR"], ignore_errors=True)
+
+
+def measure(base: str, key: str) -> int:
+    auth = {"Authorization": f"Token {key}"}
+    assert httpx.get(f"{base}/api/bots", headers=auth).status_code == 200
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(LUA)
+    script = Path(f.name)
+    wrk(f"{base}/bench/bare", script, {}, seconds=3)  # warm-up
+    bare = wrk(f"{base}/bench/bare", script, {})
+    api = wrk(f"{base}/api/bots", script, auth)
+    # The guide's load: about 500 req/s, 13 clients each pausing 18 ms between requests.
+    paced = wrk(f"{base}/api/bots", script, auth, connections=13, think_ms=18)
+    ratio = api["rps"] / bare["rps"]
+    print("## API throughput (bench/api_bench.py)\n")
+    print("gunicorn with the default worker count (2 x cores + 1, sync), 10 bots, wrk -t2 -c16 -d10s.\n")
+    print("| endpoint | req/s | p50 ms | p95 ms | p99 ms | errors |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    rows = (
+        ("bare Django view, 10 rows (saturated)", bare),
+        ("GET /api/bots, token auth (saturated)", api),
+        ("GET /api/bots at the guide's load (13 clients, 18 ms think time)", paced),
+    )
+    for name, r in rows:
+        print(f"| {name} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p95']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
+    print(f"\nAPI/bare throughput ratio {ratio:.2f} (target >= 0.8): {'met' if ratio >= 0.8 else 'NOT met'}. ", end="")
+    if ratio < 0.8:
+        print(
+            "\n\nWhy the ratio: the bare view runs one query for three columns; GET /api/bots also "
+            "authenticates its token (a second query, select_related user) and renders 21 fields "
+            "through DRF. Closing the gap would mean caching token lookups in each process, which "
+            "delays a revoked token's refusal; we chose prompt revocation.\n"
+        )
+    verdict = "met" if paced["p95"] < 20 else "NOT met"
+    print(f"API p95 at {paced['rps']:.0f} req/s: {paced['p95']:.2f} ms (target < 20 ms at 500 req/s): {verdict}.")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""What the benchmarks share: a gunicorn of the real app, started, awaited and stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support.procs import http_ok, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def gunicorn(port: int, **env_overrides: str) -> Iterator[str]:
+    """Yield the base URL of gunicorn on 127.0.0.1:port with its own scratch var dir."""
+    var_dir = tempfile.mkdtemp(prefix="deia-bench-")
+    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "DEIA_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(env_overrides)
+    web = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.wsgi"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_ok(f"{base}/health"), timeout=30, what="gunicorn /health")
+        yield base
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(30)
+        shutil.rmtree(var_dir, ignore_errors=True)
