@@ -25,7 +25,7 @@ def gunicorn(port: int, **env_overrides: str) -> Iterator[str]:
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(env_overrides)
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.wsgi"],
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.asgi:application"],
         cwd=ROOT,
         env=env,
         start_new_session=True,

@@ -1,4 +1,4 @@
-"""The JSON API: list and inspect bots, start/stop/restart them, chat with them.
+"""The JSON API: list and inspect bots, start/stop/restart them (chat: bots.chat_api).
 
 Token authentication for clients (operators create tokens in the admin), session
 authentication for the admin's own pages. Every error is {"error": code, "detail": ...}.
@@ -6,44 +6,24 @@ authentication for the admin's own pages. Every error is {"error": code, "detail
 
 from __future__ import annotations
 
-import logging
-
-from django.conf import settings
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from bots import lifecycle
-from bots.models import Bot, ChatMessage, Status
-from bots.runner.client import BAD_GATEWAY, UNAVAILABLE, relay_chat
-from bots.serializers import BotSerializer, ChatMessageSerializer, ErrorSerializer, SendMessageSerializer
+from bots.models import Bot
+from bots.serializers import BotSerializer, ErrorSerializer
 from ops.audit import client_ip
-from ops.logs import new_request_id
-
-log = logging.getLogger("deia.api")
 
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
     default_detail = "The request conflicts with the bot's state."
-
-
-class BadGateway(exceptions.APIException):
-    status_code = status.HTTP_502_BAD_GATEWAY
-    default_code = "bad_gateway"
-    default_detail = "The bot did not answer properly."
-
-
-class GatewayTimeout(exceptions.APIException):
-    status_code = status.HTTP_504_GATEWAY_TIMEOUT
-    default_code = "timeout"
-    default_detail = "The bot did not answer in time."
 
 
 def exception_handler(exc, context):
@@ -122,52 +102,11 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(str(exc), code="start_refused") from exc
         return self._changed(bot)
 
-    @extend_schema(methods=["GET"], request=None, responses={200: ChatMessageSerializer(many=True), 404: ERRORS[404]})
-    @extend_schema(
-        methods=["POST"],
-        request=SendMessageSerializer,
-        responses={
-            200: OpenApiResponse(description="The bot's answer, as the runner returns it"),
-            400: ERRORS[400],
-            409: OpenApiResponse(ErrorSerializer, description="The bot is not running"),
-            502: OpenApiResponse(ErrorSerializer, description="The bot failed or is unreachable"),
-            504: OpenApiResponse(ErrorSerializer, description="The bot did not answer within BOT_CHAT_TIMEOUT"),
-        },
-    )
-    @action(detail=True, methods=["get", "post"], serializer_class=ChatMessageSerializer)
-    def messages(self, request: Request, pk: str | None = None) -> Response:
-        """GET: the bot's messages, newest first, paginated. POST: send a message to the bot."""
-        bot = self.get_object()
-        if request.method == "POST":
-            return self._send(bot, request)
-        # Served by the (bot, -created_at) index.
-        messages = ChatMessage.objects.filter(bot_id=bot.pk).order_by("-created_at", "-id")
-        paginator = api_settings.DEFAULT_PAGINATION_CLASS()
-        page = paginator.paginate_queryset(messages, request, view=self)
-        return paginator.get_paginated_response(ChatMessageSerializer(page, many=True).data)
 
-    def _send(self, bot: Bot, request: Request) -> Response:
-        payload = SendMessageSerializer(data=request.data)
-        payload.is_valid(raise_exception=True)
-        if bot.status != Status.RUNNING or not bot.port:
-            raise Conflict(f"Bot {bot.slug} is not running (status {bot.status}).", code="not_running")
-        body = {"message": payload.validated_data["message"]}
-        if "conversation" in payload.validated_data:
-            body["conversation"] = str(payload.validated_data["conversation"])
-        code, answer = relay(bot, body, getattr(request._request, "request_id", None))
-        return Response(answer, status=code)
-
-
-def relay(bot: Bot, body: dict, request_id: str | None) -> tuple[int, dict]:
-    """Relay to the runner's /chat; unreachable -> 502, too slow -> 504 (BOT_CHAT_TIMEOUT)."""
-    code, answer = relay_chat(
-        bot, body["message"], body.get("conversation"), request_id or new_request_id(), settings.BOT_CHAT_TIMEOUT
-    )
-    if code == status.HTTP_504_GATEWAY_TIMEOUT:
-        raise GatewayTimeout(answer.get("detail") or GatewayTimeout.default_detail)
-    if code >= 500 and answer.get("error") in (None, UNAVAILABLE, BAD_GATEWAY):
-        # Unreachable, or an answer that is not the runner's own JSON error.
-        log.warning("bot answered badly", extra={"bot": bot.slug, "status": code, "error": answer.get("error")})
-        raise BadGateway(answer.get("detail") or BadGateway.default_detail)
-    # The runner's own answers (200, 400, 413, its 502 llm_error ...) pass through as they are.
-    return code, answer
+def get_visible_bot(view, request: Request, pk: int) -> Bot:
+    """The bot if this user may see it (else 404), its object permissions checked."""
+    bot = Bot.objects.filter(pk=pk).defer("system_prompt").first()
+    if bot is None:
+        raise exceptions.NotFound()
+    view.check_object_permissions(request, bot)
+    return bot

@@ -1,24 +1,31 @@
 """LLM backends behind one small interface: Ollama, OpenAI-compatible servers, and echo.
 
-A backend checks at start that its model exists (`check_model`) and answers one chat
-(`chat`). Failures are `LLMError` subclasses whose message is one readable sentence, so the
-runner can store it on the chat row and print it as a start-up error.
+A backend checks at start that its model exists (`check_model`, synchronous: the runner
+calls it once before serving) and answers chats asynchronously: `stream` yields the
+answer's text as it is generated and ends with the whole `LLMReply`; `chat` is the same
+without the pieces. Failures are `LLMError` subclasses whose message is one readable
+sentence, so the runner can store it on the chat row and print it as a start-up error.
 
 Retries: a busy server (503, 429) and connection errors are retried with exponential
-backoff, at most `retries` more times. A read timeout is not retried: the server may still
-be generating, and a second request would only double the wait.
+backoff, at most `retries` more times, and only before the first token: a stream that has
+started is never replayed. A read timeout is not retried either: the server may still be
+generating, and a second request would only double the wait. The whole answer's deadline
+(BOT_CHAT_TIMEOUT) is the runner's, not the backend's.
+
+Cancelling the task that iterates `stream` (the client went away) closes the HTTP request
+to the LLM server at once, so the server stops generating.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ops.logs import REQUEST_ID_HEADER
 
@@ -50,13 +57,29 @@ class LLMReply:
     completion_tokens: int
 
 
+# What `stream` yields: text pieces (str), then exactly one LLMReply.
+StreamItem = str | LLMReply
+
+
 class LLMBackend(Protocol):
     name: str
     model: str
 
     def check_model(self) -> None: ...
 
-    def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply: ...
+    def stream(self, messages: list[dict[str, str]], *, request_id: str) -> AsyncIterator[StreamItem]: ...
+
+    async def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def collect(items: AsyncIterator[StreamItem]) -> LLMReply:
+    """The final reply of a stream (its pieces are dropped)."""
+    async for item in items:
+        if isinstance(item, LLMReply):
+            return item
+    raise LLMError("the LLM stream ended without a final answer")
 
 
 def _model_matches(wanted: str, available: str) -> bool:
@@ -80,7 +103,7 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class _HTTPBackend:
-    """Shared HTTP plumbing: one pooled client, timeouts, bounded retries, error mapping."""
+    """Shared HTTP plumbing: pooled clients, timeouts, bounded retries, error mapping."""
 
     name = "http"
     server = "LLM server"
@@ -94,55 +117,74 @@ class _HTTPBackend:
         read_timeout: float,
         retries: int,
         backoff: float = 0.25,
-        total_timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        max_connections: int = 64,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.retries = retries
         self.backoff = backoff
-        # A stream that keeps dribbling tokens is still bounded as a whole.
-        self.total_timeout = total_timeout or read_timeout
-        self.client = httpx.Client(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            headers=headers or {},
-            # One runner serves ~16 chats at once; keep that many connections warm.
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
-        )
+        self._client_options: dict[str, Any] = {
+            "base_url": self.base_url,
+            # Streaming: the read timeout bounds the gap between tokens, not the answer.
+            "timeout": httpx.Timeout(read_timeout, connect=connect_timeout),
+            "headers": headers or {},
+        }
+        self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=16)
+        self._client: httpx.AsyncClient | None = None
 
-    def close(self) -> None:
-        self.client.close()
+    # --- clients ---------------------------------------------------------------------
+    def _async_client(self) -> httpx.AsyncClient:
+        # Built on first use, inside the runner's event loop, and kept: one pool per runner.
+        if self._client is None:
+            self._client = httpx.AsyncClient(limits=self._limits, **self._client_options)
+        return self._client
 
-    def _retrying(self) -> Retrying:
-        return Retrying(
-            retry=retry_if_exception_type((LLMBusy, LLMUnavailable)),
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential(multiplier=self.backoff, max=5.0),
-            reraise=True,
-        )
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
-    def _call(self, fn, *args: Any, **kwargs: Any) -> Any:
-        for attempt in self._retrying():
+    def _get_json(self, path: str) -> Any:
+        """One checked GET for the start-up model check (synchronous, retried)."""
+
+        def get() -> Any:
+            with httpx.Client(**self._client_options) as client:
+                response = client.get(path)
+                self._raise_for_status(response)
+                return response.json()
+
+        for attempt in Retrying(**self._retry_policy()):
             with attempt:
-                return self._mapped(fn, *args, **kwargs)
+                return self._mapped(get)
         raise AssertionError("unreachable")  # pragma: no cover - reraise=True always raises
 
-    def _mapped(self, fn, *args: Any, **kwargs: Any) -> Any:
+    # --- errors and retries ------------------------------------------------------------
+    def _retry_policy(self) -> dict[str, Any]:
+        return {
+            "retry": retry_if_exception_type((LLMBusy, LLMUnavailable)),
+            "stop": stop_after_attempt(self.retries + 1),
+            "wait": wait_exponential(multiplier=self.backoff, max=5.0),
+            "reraise": True,
+        }
+
+    def _mapped(self, fn: Callable[[], Any]) -> Any:
         """Run one request, turning transport errors into LLMError subclasses."""
         try:
-            return fn(*args, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise LLMUnavailable(f"{self.server} at {self.base_url} is not reachable: {exc}") from exc
-        except httpx.TimeoutException as exc:
-            raise LLMTimeout(f"{self.server} at {self.base_url} timed out: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
-            raise LLMError(f"{self.server} at {self.base_url} failed: {type(exc).__name__}: {exc}") from exc
+            return fn()
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+
+    def _transport_error(self, exc: httpx.HTTPError) -> LLMError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return LLMUnavailable(f"{self.server} at {self.base_url} is not reachable: {exc}")
+        if isinstance(exc, httpx.TimeoutException):
+            return LLMTimeout(f"{self.server} at {self.base_url} timed out: {type(exc).__name__}")
+        return LLMError(f"{self.server} at {self.base_url} failed: {type(exc).__name__}: {exc}")
 
     def _raise_for_status(self, response: httpx.Response) -> None:
         if response.status_code < 400:
             return
-        response.read()  # a no-op for a plain response; a streamed one has not read its body yet
         detail = _error_text(response)
         if response.status_code == 404:
             raise ModelNotFound(
@@ -159,6 +201,48 @@ class _HTTPBackend:
     def _headers(request_id: str) -> dict[str, str]:
         return {REQUEST_ID_HEADER: request_id} if request_id else {}
 
+    def _json(self, raw: str | bytes) -> dict:
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise LLMError(f"{self.server} at {self.base_url} sent invalid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise LLMError(f"{self.server} at {self.base_url} sent an unexpected reply")
+        return data
+
+    # --- the streamed request ------------------------------------------------------------
+    @asynccontextmanager
+    async def _open(self, path: str, body: dict, request_id: str) -> AsyncIterator[httpx.Response]:
+        """POST and hand over the response once its status is good; retried until then."""
+        client = self._async_client()
+        headers = self._headers(request_id)
+        async for attempt in AsyncRetrying(**self._retry_policy()):
+            with attempt:
+                try:
+                    request = client.build_request("POST", path, json=body, headers=headers)
+                    response = await client.send(request, stream=True)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                if response.status_code >= 400:
+                    try:
+                        await response.aread()
+                    finally:
+                        await response.aclose()
+                    self._raise_for_status(response)
+        try:
+            yield response
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc) from exc
+        finally:
+            # Also on cancellation: closing the response closes the connection mid-answer.
+            await response.aclose()
+
+    async def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply:
+        return await collect(self.stream(messages, request_id=request_id))
+
+    def stream(self, messages: list[dict[str, str]], *, request_id: str) -> AsyncIterator[StreamItem]:
+        raise NotImplementedError
+
 
 class OllamaBackend(_HTTPBackend):
     """Ollama's native API: GET /api/tags, POST /api/chat (NDJSON stream or one JSON)."""
@@ -168,9 +252,9 @@ class OllamaBackend(_HTTPBackend):
 
     def __init__(self, base_url: str, model: str, *, stream: bool = True, **kwargs: Any) -> None:
         super().__init__(base_url, model, **kwargs)
-        # Streaming by default: the read timeout then bounds the gap between tokens, not
-        # the whole generation, so a long answer does not look like a dead server.
-        self.stream = stream
+        # Streaming by default: tokens reach the client as they come, and the read timeout
+        # bounds the gap between tokens, so a long answer does not look like a dead server.
+        self.streaming = stream
 
     def _missing_model(self) -> ModelNotFound:
         return ModelNotFound(
@@ -179,73 +263,52 @@ class OllamaBackend(_HTTPBackend):
         )
 
     def check_model(self) -> None:
-        def tags() -> list[str]:
-            response = self.client.get("/api/tags")
-            self._raise_for_status(response)
-            return [m.get("name") or m.get("model", "") for m in response.json().get("models", [])]
-
-        if not any(_model_matches(self.model, name) for name in self._call(tags)):
+        models = self._get_json("/api/tags").get("models", [])
+        if not any(_model_matches(self.model, m.get("name") or m.get("model", "")) for m in models):
             raise self._missing_model()
 
-    def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply:
-        body = {"model": self.model, "messages": messages, "stream": self.stream}
-        headers = self._headers(request_id)
-        if self.stream:
-            return self._call(self._chat_stream, body, headers)
-        return self._call(self._chat_once, body, headers)
-
-    def _chat_once(self, body: dict, headers: dict[str, str]) -> LLMReply:
-        response = self.client.post("/api/chat", json=body, headers=headers)
-        self._raise_for_status(response)
-        data = self._json(response.content)
-        if "error" in data:
-            raise self._in_band_error(data["error"])
-        return LLMReply(
-            content=(data.get("message") or {}).get("content", ""),
-            prompt_tokens=int(data.get("prompt_eval_count") or 0),
-            completion_tokens=int(data.get("eval_count") or 0),
-        )
-
-    def _chat_stream(self, body: dict, headers: dict[str, str]) -> LLMReply:
-        deadline = time.monotonic() + self.total_timeout
-        with self.client.stream("POST", "/api/chat", json=body, headers=headers) as response:
-            self._raise_for_status(response)
+    async def stream(self, messages: list[dict[str, str]], *, request_id: str) -> AsyncIterator[StreamItem]:
+        body = {"model": self.model, "messages": messages, "stream": self.streaming}
+        async with self._open("/api/chat", body, request_id) as response:
+            if not self.streaming:
+                data = self._json(await response.aread())
+                self._check_in_band(data)
+                content = (data.get("message") or {}).get("content", "")
+                if content:
+                    yield content
+                yield self._reply(content, data)
+                return
             parts: list[str] = []
-            for data in self._ndjson(response.iter_lines()):
+            async for line in response.aiter_lines():
+                if not line.strip():
+                    continue
+                data = self._json(line)
                 # A 200 stream can still fail: Ollama then sends {"error": ...} as a line.
-                if "error" in data:
-                    raise self._in_band_error(data["error"])
-                parts.append((data.get("message") or {}).get("content", ""))
+                self._check_in_band(data)
+                piece = (data.get("message") or {}).get("content", "")
+                if piece:
+                    parts.append(piece)
+                    yield piece
                 if data.get("done"):
-                    return LLMReply(
-                        content="".join(parts),
-                        prompt_tokens=int(data.get("prompt_eval_count") or 0),
-                        completion_tokens=int(data.get("eval_count") or 0),
-                    )
-                if time.monotonic() > deadline:
-                    raise LLMTimeout(f"Ollama server at {self.base_url} did not finish within {self.total_timeout:g} s")
+                    yield self._reply("".join(parts), data)
+                    return
         raise LLMError(f"Ollama server at {self.base_url} ended the stream without a final 'done' line")
 
-    def _ndjson(self, lines: Iterator[str]) -> Iterator[dict]:
-        for line in lines:
-            if line.strip():
-                yield self._json(line)
+    def _check_in_band(self, data: dict) -> None:
+        if "error" in data:
+            raise LLMError(f"Ollama server at {self.base_url} failed while answering: {str(data['error'])[:300]}")
 
-    def _json(self, raw: str | bytes) -> dict:
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise LLMError(f"Ollama server at {self.base_url} sent invalid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise LLMError(f"Ollama server at {self.base_url} sent an unexpected reply")
-        return data
-
-    def _in_band_error(self, error: Any) -> LLMError:
-        return LLMError(f"Ollama server at {self.base_url} failed while answering: {str(error)[:300]}")
+    @staticmethod
+    def _reply(content: str, final: dict) -> LLMReply:
+        return LLMReply(
+            content=content,
+            prompt_tokens=int(final.get("prompt_eval_count") or 0),
+            completion_tokens=int(final.get("eval_count") or 0),
+        )
 
 
 class OpenAIBackend(_HTTPBackend):
-    """OpenAI-compatible /chat/completions (llama.cpp server, vLLM, Ollama's /v1)."""
+    """OpenAI-compatible /chat/completions (llama.cpp server, vLLM, Ollama's /v1), streamed as SSE."""
 
     name = "openai"
     server = "OpenAI-compatible server"
@@ -255,36 +318,45 @@ class OpenAIBackend(_HTTPBackend):
         super().__init__(base_url, model, headers=headers, **kwargs)
 
     def check_model(self) -> None:
-        def models() -> list[str]:
-            response = self.client.get(f"{self.base_url}/models")
-            self._raise_for_status(response)
-            return [m.get("id", "") for m in response.json().get("data", [])]
-
-        if not any(_model_matches(self.model, name) for name in self._call(models)):
+        models = self._get_json(f"{self.base_url}/models").get("data", [])
+        if not any(_model_matches(self.model, m.get("id", "")) for m in models):
             raise self._missing_model()
 
-    def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply:
-        body = {"model": self.model, "messages": messages, "stream": False}
-        return self._call(self._chat_once, body, self._headers(request_id))
+    async def stream(self, messages: list[dict[str, str]], *, request_id: str) -> AsyncIterator[StreamItem]:
+        # include_usage: the last event before [DONE] carries the token counts.
+        body = {"model": self.model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        parts: list[str] = []
+        usage: dict = {}
+        async with self._open(f"{self.base_url}/chat/completions", body, request_id) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # blank separators, comments, event names
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    yield LLMReply(
+                        content="".join(parts),
+                        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                        completion_tokens=int(usage.get("completion_tokens") or 0),
+                    )
+                    return
+                data = self._json(payload)
+                if "error" in data:
+                    raise LLMError(f"{self.server} at {self.base_url} failed while answering: {_in(data['error'])}")
+                usage = data.get("usage") or usage
+                for choice in data.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content") or ""
+                    if piece:
+                        parts.append(piece)
+                        yield piece
+        raise LLMError(f"{self.server} at {self.base_url} ended the stream without [DONE]")
 
-    def _chat_once(self, body: dict, headers: dict[str, str]) -> LLMReply:
-        response = self.client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
-        self._raise_for_status(response)
-        try:
-            data = response.json()
-            content = data["choices"][0]["message"]["content"] or ""
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise LLMError(f"{self.server} at {self.base_url} sent an unexpected reply: {exc!r}") from exc
-        usage = data.get("usage") or {}
-        return LLMReply(
-            content=content,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-        )
+
+def _in(error: Any) -> str:
+    return str(error.get("message") if isinstance(error, dict) else error)[:300]
 
 
 class EchoBackend:
-    """Deterministic answers for demos and tests: no server, no randomness."""
+    """Deterministic answers for demos and tests: no server, no randomness; streamed word by word."""
 
     name = "echo"
 
@@ -294,16 +366,21 @@ class EchoBackend:
     def check_model(self) -> None:
         return None
 
-    def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply:
+    async def stream(self, messages: list[dict[str, str]], *, request_id: str) -> AsyncIterator[StreamItem]:
         last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         content = f"echo: {last}"
-        return LLMReply(
+        for i, word in enumerate(content.split(" ")):
+            yield word if i == 0 else f" {word}"
+        yield LLMReply(
             content=content,
             prompt_tokens=sum(len(m.get("content", "").split()) for m in messages),
             completion_tokens=len(content.split()),
         )
 
-    def close(self) -> None:
+    async def chat(self, messages: list[dict[str, str]], *, request_id: str) -> LLMReply:
+        return await collect(self.stream(messages, request_id=request_id))
+
+    async def aclose(self) -> None:
         return None
 
 
@@ -317,7 +394,8 @@ def get_backend(bot: Any) -> LLMBackend:
         "connect_timeout": settings.LLM_CONNECT_TIMEOUT,
         "read_timeout": settings.LLM_READ_TIMEOUT,
         "retries": settings.LLM_RETRIES,
-        "total_timeout": settings.BOT_CHAT_TIMEOUT,
+        # Every chat the runner may hold at once, plus room for the start-up check.
+        "max_connections": settings.BOT_MAX_CONCURRENT_CHATS + 4,
     }
     if bot.backend == Backend.OLLAMA:
         return OllamaBackend(settings.OLLAMA_URL, bot.model_name, **common)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Count
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from ops.metrics import RUNNER_ONLY, SCRAPE_COLLECTORS, StoredMetric, declare
@@ -69,10 +69,21 @@ LLM_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0),
 )
 LLM_TOKENS = Counter("deia_llm_tokens", "LLM tokens by kind (prompt, completion).", ["bot", "kind"])
+FIRST_TOKEN_SECONDS = Histogram(
+    "deia_bot_first_token_seconds",
+    "Seconds from a chat's arrival at the runner to the first piece of the answer.",
+    ["bot"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+)
+CHATS_IN_FLIGHT = Gauge("deia_chats_in_flight", "Chats this bot is answering now.", ["bot"])
 RUNNER_ONLY.update(
     {"deia_bot_messages", "deia_bot_message_errors", "deia_bot_message_processing_seconds", "deia_llm_request_seconds"}
-    | {"deia_llm_tokens"}
+    | {"deia_llm_tokens", "deia_bot_first_token_seconds", "deia_chats_in_flight"}
 )
+# Both sides refuse chats: a runner at BOT_MAX_CONCURRENT_CHATS (reason bot_busy), the web
+# for a user at CHAT_MAX_CONCURRENT_PER_USER (reason user_limit). Prometheus sums the two.
+CHAT_REJECTED = Counter("deia_chat_rejected", "Chats refused at once instead of queued, by reason.", ["bot", "reason"])
+REJECT_BOT_BUSY, REJECT_USER_LIMIT = "bot_busy", "user_limit"
 
 
 def init_runner_metrics(bot_slug: str) -> None:
@@ -82,3 +93,6 @@ def init_runner_metrics(bot_slug: str) -> None:
     MESSAGE_SECONDS.labels(bot=bot_slug)
     LLM_TOKENS.labels(bot=bot_slug, kind="prompt")
     LLM_TOKENS.labels(bot=bot_slug, kind="completion")
+    FIRST_TOKEN_SECONDS.labels(bot=bot_slug)
+    CHATS_IN_FLIGHT.labels(bot=bot_slug)
+    CHAT_REJECTED.labels(bot=bot_slug, reason=REJECT_BOT_BUSY)

@@ -74,6 +74,9 @@ class Bot(models.Model):
     )
     next_start_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Backoff: no start before")
     last_error = models.TextField(blank=True, editable=False)
+    # Given to the runner at each start (in its environment) and sent by the web's relay:
+    # /chat refuses a request without it. Never shown in the admin, the API or the audit.
+    chat_secret = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -112,6 +115,9 @@ class ChatMessage(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, help_text="Set when the LLM failed to answer")
+    interrupted = models.BooleanField(
+        default=False, help_text="The client went away mid-answer: content is what was generated until then"
+    )
     request_id = models.CharField(max_length=128, blank=True)
 
     class Meta:

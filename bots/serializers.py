@@ -96,6 +96,7 @@ class ChatMessageSerializer(serializers.ModelSerializer):
             "prompt_tokens",
             "completion_tokens",
             "error",
+            "interrupted",
             "request_id",
         )
         read_only_fields = fields
@@ -121,6 +122,11 @@ class StrictUUIDField(_StringOnly, serializers.UUIDField):
 class SendMessageSerializer(serializers.Serializer):
     message = StrictCharField(trim_whitespace=False, allow_blank=False, max_length=MAX_MESSAGE_BYTES)
     conversation = StrictUUIDField(required=False, help_text="Continue this conversation; new one if absent")
+    stream = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Answer as server-sent events: a 'chunk' event per piece, then 'done' (or 'error')",
+    )
 
     def validate_message(self, value: str) -> str:
         if not value.strip():
@@ -128,6 +134,19 @@ class SendMessageSerializer(serializers.Serializer):
         if len(value.encode()) > MAX_MESSAGE_BYTES:
             raise serializers.ValidationError(f"The message is longer than {MAX_MESSAGE_BYTES} bytes.")
         return value
+
+
+class ChatReplySerializer(serializers.Serializer):
+    """A chat's answer (and, streamed, the data of its final 'done' event)."""
+
+    reply = serializers.CharField()
+    conversation = serializers.UUIDField()
+    latency_ms = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    message_id = serializers.IntegerField(help_text="The stored user message")
+    reply_id = serializers.IntegerField(help_text="The stored answer")
+    request_id = serializers.CharField()
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -52,8 +52,8 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "ops.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.middleware.gzip.GZipMiddleware",
+    "ops.middleware.StaticFilesMiddleware",
+    "ops.middleware.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -65,6 +65,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "deia.urls"
 WSGI_APPLICATION = "deia.wsgi.application"
+ASGI_APPLICATION = "deia.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
@@ -158,6 +159,10 @@ BOT_BACKOFF_BASE = env.float("BOT_BACKOFF_BASE", 1.0, minimum=0.0)
 BOT_BACKOFF_CAP = env.float("BOT_BACKOFF_CAP", 300.0, minimum=0.0)
 BOT_BACKOFF_RESET = env.float("BOT_BACKOFF_RESET", 600.0, minimum=0.0)
 BOT_CHAT_TIMEOUT = env.float("BOT_CHAT_TIMEOUT", 120.0, minimum=0.1)
+# Backpressure: a bot answers at most this many chats at once (the next gets 429 bot_busy
+# at once), and one user has at most this many chats in flight across all bots.
+BOT_MAX_CONCURRENT_CHATS = env.int("BOT_MAX_CONCURRENT_CHATS", 16, minimum=1, maximum=10000)
+CHAT_MAX_CONCURRENT_PER_USER = env.int("CHAT_MAX_CONCURRENT_PER_USER", 8, minimum=1, maximum=10000)
 BOT_RECONCILE_INTERVAL = env.float("BOT_RECONCILE_INTERVAL", 10.0, minimum=1.0)
 # (lifecycle additions go here)
 OLLAMA_URL = env.url("OLLAMA_URL", "http://localhost:11434", ("http", "https"))

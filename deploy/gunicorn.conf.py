@@ -1,21 +1,21 @@
 """gunicorn settings for the web process (systemd unit deia-web, and `make run`).
 
-Sync workers: with django-prometheus on, they held steady where gthread workers lost
-throughput. Metrics use prometheus_client's multiprocess mode: every worker writes its
+Uvicorn workers serving Django's ASGI application: a chat waiting on its bot is a
+suspended coroutine, not a held worker, so the admin, the API, /health and /metrics never
+queue behind chats. Everything else runs as before, each request's synchronous part in a
+thread of its own. gunicorn's `timeout` is the worker's heartbeat to the master (the event
+loop reports in while requests wait), so it does not cut a long chat: BOT_CHAT_TIMEOUT
+does. Metrics use prometheus_client's multiprocess mode: every worker writes its
 values to PROMETHEUS_MULTIPROC_DIR, /metrics sums them, the directory is wiped when the
 master starts and a dead worker's live gauges are dropped by child_exit.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
-import gunicorn.http.wsgi
-from gunicorn.glogging import Logger
 
 from deia.config import Env
 
@@ -30,7 +30,7 @@ os.environ["DEIA_WEB_MASTER_PID"] = str(os.getpid())
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", 0)) or multiprocessing.cpu_count() * 2 + 1
-worker_class = "sync"
+worker_class = "deia.gunicorn_worker.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 graceful_timeout = 30
 keepalive = 5
@@ -43,45 +43,17 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1") if _tru
 if not _trust_proxy:
     secure_scheme_headers: dict[str, str] = {}
 chdir = str(_base)
-wsgi_app = "deia.wsgi:application"
+wsgi_app = "deia.asgi:application"
 proc_name = "deia-web"
 # gunicorn's control socket is one path per user: two instances (tests, a second site)
 # would fight over it, and nothing here uses it.
 control_socket_disable = True
 # The app logs one JSON line per request itself; set GUNICORN_ACCESSLOG=- to also log
-# gunicorn's own view of each request (requests refused before Django included), as JSON.
+# the server's own view of each request (requests refused before Django included), as JSON
+# (deia.asgi.AccessLog).
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
-
-
-class JsonAccessLogger(Logger):
-    """Access lines built with json.dumps: a quote in a path or user agent stays data."""
-
-    def access(self, resp, req, environ, request_time) -> None:
-        if not self.access_log_enabled:
-            return
-        headers = {name.lower(): value for name, value in getattr(resp, "headers", [])}
-        line = {
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": "INFO",
-            "logger": "gunicorn.access",
-            "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("PATH_INFO"),
-            "status": getattr(resp, "status_code", None),
-            "duration_ms": round(request_time.total_seconds() * 1000, 2),
-            "bytes": getattr(resp, "sent", None),
-            "request_id": headers.get("x-request-id"),
-            "remote": environ.get("REMOTE_ADDR"),
-            "user_agent": environ.get("HTTP_USER_AGENT"),
-        }
-        self.access_log.info(json.dumps(line))
-
-
-logger_class = JsonAccessLogger
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-
-# No server banner beyond the bare name.
-gunicorn.http.wsgi.SERVER = "deia"
 
 
 def on_starting(server) -> None:

@@ -39,14 +39,23 @@ def health_check(request: HttpRequest, check: str) -> JsonResponse:
 
 def metrics_allowed(request: HttpRequest) -> bool:
     """Loopback (or METRICS_ALLOWED_CIDRS), or the METRICS_TOKEN as a bearer token."""
+    return scrape_allowed(client_ip(request), request.headers.get("Authorization", ""))
+
+
+def scrape_allowed(ip: str | None, authorization: str) -> bool:
+    """The metrics ACL, for the web and for each bot runner: an allowed address or the token."""
     token = settings.METRICS_TOKEN
-    header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer ") and secrets.compare_digest(header[7:].strip(), token):
-        return True
-    ip = client_ip(request)
+    if token and authorization.startswith("Bearer "):
+        # Bytes: a non-ASCII header must be a refusal, not compare_digest's TypeError.
+        given = authorization[7:].strip().encode("utf-8", "surrogateescape")
+        if secrets.compare_digest(given, token.encode()):
+            return True
     if ip is None:
         return False
-    address = ipaddress.ip_address(ip)
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
     return any(address in network for network in settings.METRICS_ALLOWED_CIDRS)
 
 

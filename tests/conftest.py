@@ -78,7 +78,9 @@ def gunicorn(spawn, child_env):
     def start(workers: int = 2, **extra_env: str) -> str:
         port = free_port()
         env = {**child_env, **extra_env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers)}
-        proc = spawn([PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.wsgi"], env, "gunicorn")
+        proc = spawn(
+            [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.asgi:application"], env, "gunicorn"
+        )
         url = f"http://127.0.0.1:{port}"
         wait_for(lambda: http_ok(f"{url}/health") or not proc.running(), timeout=30, what="gunicorn /health")
         assert proc.running(), proc.output()

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection
 
 TAG_VAR = "DEIA_RUNNER_TAG"
+SECRET_ENV = "DEIA_BOT_SECRET"  # noqa: S105 - the variable's name; the runner pops it at start
 # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
 RUNNER_POOL_SIZE = "4"
 
@@ -186,14 +187,19 @@ class Spawned:
         return lines[-1].decode(errors="replace")[:500] if lines else ""
 
 
-def spawn_runner(bot_id: int, slug: str, port: int) -> Spawned:
-    """Start `manage.py runbot` in its own session, detached from this worker's signals."""
+def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
+    """Start `manage.py runbot` in its own session, detached from this worker's signals.
+
+    The chat secret goes in the environment (the runner removes it from its own at once),
+    never on the command line, where `ps` would show it to every local user.
+    """
     path = log_path(slug)
     path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env["DB_POOL_MAX_SIZE"] = RUNNER_POOL_SIZE
     env[TAG_VAR] = runner_tag(bot_id)
+    env[SECRET_ENV] = secret
     args = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runbot", str(bot_id), "--port", str(port)]
     with open(path, "ab") as log:
         offset = log.tell()

@@ -159,6 +159,9 @@ def clear_process(bot: Bot) -> None:
     bot.advertise_host = ""
     bot.started_at = None
     bot.last_heartbeat = None
+    bot.chat_secret = ""
 
 
-PROCESS_FIELDS = ["status", "pid", "port", "host", "advertise_host", "started_at", "last_heartbeat", "updated_at"]
+PROCESS_FIELDS = [
+    *("status", "pid", "port", "host", "advertise_host", "started_at", "last_heartbeat", "chat_secret", "updated_at")
+]

@@ -9,6 +9,7 @@ concurrently with itself without starting a second process.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from datetime import timedelta
 
@@ -55,7 +56,7 @@ def start_bot(bot_id: int, *, reason: str | None = None) -> str:
     bot, reason = claim
     began = time.monotonic()
     try:
-        spawned = spawn_runner(bot.pk, bot.slug, bot.port)
+        spawned = spawn_runner(bot.pk, bot.slug, bot.port, bot.chat_secret)
     except OSError as exc:
         _fail_start(bot.pk, None, f"cannot spawn the runner: {exc}")
         return "error"
@@ -103,6 +104,8 @@ def _claim_start(bot_id: int, reason: str | None) -> tuple[Bot, str] | str:
                 bot.port = port
                 bot.host = settings.HOSTNAME
                 bot.advertise_host = settings.BOT_ADVERTISE_HOST
+                # A fresh secret per start: a previous runner's secret opens nothing.
+                bot.chat_secret = secrets.token_urlsafe(32)
                 # While starting, started_at is the claim time: reconcile's deadline for the start.
                 bot.started_at = timezone.now()
                 bot.startup_seconds = None

@@ -1,48 +1,126 @@
-"""Relay a chat to a bot's runner: what the web API uses to answer POST /api/bots/<id>/messages."""
+"""Relay a chat to a bot's runner: what the web uses to answer POST /api/bots/<id>/messages.
+
+One pooled async HTTP client per event loop (a web worker has one), built once: building
+a client costs tens of milliseconds of CPU, a pooled request a fraction of one. The
+request carries the runner's secret from the bot's current start.
+"""
 
 from __future__ import annotations
 
+import json
+import weakref
+from asyncio import AbstractEventLoop, get_running_loop
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
 from ops.logs import REQUEST_ID_HEADER
 
 # Distinct answers the API can pass on: the runner is down vs. the runner is too slow.
 UNAVAILABLE = "bot_unavailable"
 TIMEOUT = "bot_timeout"
 BAD_GATEWAY = "bad_gateway"
+# The runner answers (or times out itself) within BOT_CHAT_TIMEOUT; the relay waits a little
+# longer so that the runner's own 504, with the stored error, is what the client sees.
+RELAY_MARGIN = 5.0
+
+_clients: weakref.WeakKeyDictionary[AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
-def relay_chat(bot: Any, message: str, conversation: str | None, request_id: str, timeout: float) -> tuple[int, dict]:
-    """POST the message to http://<bot.address>/chat and return (status, JSON body).
+def shared_client() -> httpx.AsyncClient:
+    loop = get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        # No connection limit: backpressure is the runners' (429) and the per-user cap's.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=20)
+        client = _clients[loop] = httpx.AsyncClient(limits=limits, trust_env=False)
+    return client
 
-    The runner's own answers (200, 400, 413, 502 ...) come back as they are. Failures to
-    reach it become 503 {"error": "bot_unavailable"} (connection refused or reset: the
-    process is not there) or 504 {"error": "bot_timeout"} (it took longer than `timeout`).
+
+@dataclass(frozen=True)
+class Target:
+    """Where the bot's current runner answers, and the secret of its current start."""
+
+    slug: str
+    address: str
+    secret: str
+
+
+@dataclass
+class Answer:
+    """A runner's answer: JSON (`body`) or a stream of server-sent events (`events`)."""
+
+    status: int
+    body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    events: AsyncIterator[bytes] | None = None
+
+
+async def relay_chat(
+    target: Target, payload: dict[str, Any], request_id: str, timeout: float, margin: float = RELAY_MARGIN
+) -> Answer:
+    """POST the chat to the runner; its own answers (200, 400, 429, 502, 504 ...) come back as they are.
+
+    Failures to reach it become 503 bot_unavailable (connection refused or reset: the
+    process is not there) or 504 bot_timeout (no answer within timeout + margin).
+    A streamed answer comes back open: iterate `events` to the end (it closes itself).
     """
-    if not bot.address:
-        return 503, {"error": UNAVAILABLE, "detail": f"bot {bot.slug!r} has no running process"}
-    url = f"http://{bot.address}/chat"
-    payload: dict[str, Any] = {"message": message}
-    if conversation:
-        payload["conversation"] = str(conversation)
+    if not target.address:
+        return Answer(503, {"error": UNAVAILABLE, "detail": f"bot {target.slug!r} has no running process"})
+    client = shared_client()
+    request = client.build_request(
+        "POST",
+        f"http://{target.address}/chat",
+        json=payload,
+        headers={REQUEST_ID_HEADER: request_id, SECRET_HEADER: target.secret},
+        timeout=httpx.Timeout(timeout + margin, connect=min(timeout, 2.0)),
+    )
     try:
-        response = httpx.post(
-            url,
-            json=payload,
-            headers={REQUEST_ID_HEADER: request_id},
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
-        )
+        response = await client.send(request, stream=True)
     except httpx.TimeoutException:
-        return 504, {"error": TIMEOUT, "detail": f"bot {bot.slug!r} did not answer within {timeout:g} s"}
+        return _timed_out(target, timeout)
     except httpx.TransportError as exc:
-        return 503, {"error": UNAVAILABLE, "detail": f"bot {bot.slug!r} at {bot.address} is not reachable: {exc}"}
+        return Answer(
+            503, {"error": UNAVAILABLE, "detail": f"bot {target.slug!r} at {target.address} is not reachable: {exc}"}
+        )
+    if response.headers.get("content-type", "").startswith(SSE_CONTENT_TYPE):
+        return Answer(response.status_code, events=_events(target, response, timeout))
     try:
-        body = response.json()
+        raw = await response.aread()
+    except httpx.TimeoutException:
+        return _timed_out(target, timeout)
+    except httpx.TransportError:
+        raw = b""
+    finally:
+        await response.aclose()
+    try:
+        body = json.loads(raw)
     except ValueError:
         body = None
     if not isinstance(body, dict):
-        detail = f"bot {bot.slug!r} answered {response.status_code} without a JSON object"
-        return 502, {"error": BAD_GATEWAY, "detail": detail}
-    return response.status_code, body
+        detail = f"bot {target.slug!r} answered {response.status_code} without a JSON object"
+        return Answer(502, {"error": BAD_GATEWAY, "detail": detail})
+    passed = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+    return Answer(response.status_code, body, passed)
+
+
+def _timed_out(target: Target, timeout: float) -> Answer:
+    return Answer(504, {"error": TIMEOUT, "detail": f"bot {target.slug!r} did not answer within {timeout:g} s"})
+
+
+async def _events(target: Target, response: httpx.Response, timeout: float) -> AsyncIterator[bytes]:
+    """The runner's events as they come; a broken stream ends with an error event of ours."""
+    try:
+        async for chunk in response.aiter_raw():
+            yield chunk
+    except httpx.TimeoutException:
+        yield sse_event("error", {"status": 504, **_timed_out(target, timeout).body})
+    except httpx.TransportError as exc:
+        detail = f"bot {target.slug!r} broke off its answer: {type(exc).__name__}"
+        yield sse_event("error", {"status": 502, "error": BAD_GATEWAY, "detail": detail})
+    finally:
+        # Also when our client went away: closing the connection tells the runner to stop.
+        await response.aclose()

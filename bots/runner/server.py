@@ -1,40 +1,38 @@
-"""The runner process: start-up checks, the waitress server, the heartbeat, the SIGTERM drain.
+"""The runner process: start-up checks, the uvicorn server, the heartbeat, the SIGTERM drain.
 
-Why waitress: a production-grade, pure-Python threaded WSGI server that runs in one
-process — no master/worker pair, so a bot costs one Django process of memory (100 bots on
-one host). Its threads let a slow LLM answer wait without blocking /health or other chats.
-Its own shutdown drops in-flight requests, so the drain is done here: on SIGTERM the
-listening socket closes at once, the event loop keeps running until the chats in hand are
-answered (or BOT_STOP_GRACE passes), then the process exits 0.
+Why uvicorn: the runner answers on an asyncio loop, so a chat waiting on the LLM holds no
+thread, a busy bot can refuse at once, and a client that goes away is noticed and stops
+the LLM request. One process per bot, no master/worker pair: a bot costs one Django
+process of memory. On SIGTERM uvicorn closes the listening socket at once, lets the chats
+in hand finish within BOT_STOP_GRACE, then the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
+import uvicorn
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, connections
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
-from waitress import wasyncore
-from waitress.channel import HTTPChannel
-from waitress.server import BaseWSGIServer, create_server
 
+from bots.lifecycle.process import SECRET_ENV
 from bots.llm import LLMError, ModelNotFound, get_backend
 from bots.metrics import init_runner_metrics
 from bots.models import Bot
 from bots.runner.app import RunnerApp
-from bots.runner.chat import BotContext
+from bots.runner.chat import BotContext, in_db
 
 log = logging.getLogger("deia.runner")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL_MISSING = 0, 1, 2, 3
-THREADS = 16  # chats answered at once; a 17th waits in waitress' queue
 
 
 class StartupError(Exception):
@@ -51,21 +49,39 @@ def find_bot(ref: str) -> Bot:
     return bot
 
 
+def _listen(host: str, port: int, slug: str) -> socket.socket:
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(2048)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host}:{port} for bot {slug!r}: {exc.strerror or exc}") from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, marking the app as draining (its /health says so) on SIGTERM."""
+
+    def __init__(self, config: uvicorn.Config, app: RunnerApp) -> None:
+        super().__init__(config)
+        self.runner_app = app
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        self.runner_app.draining = True
+        log.info("runner stopping", extra={"signal": signal.Signals(sig).name, "inflight": self.runner_app.inflight})
+        super().handle_exit(sig, frame)
+
+
 @dataclass
 class Runner:
     ctx: BotContext
     app: RunnerApp
-    server: BaseWSGIServer
+    sock: socket.socket
     grace: float
     heartbeat_interval: float
-
-    def __post_init__(self) -> None:
-        self.stopping = False
-        self.deadline = 0.0
-        self._stop_heartbeat = threading.Event()
-        # One listener normally; waitress returns a multi-socket server if the host
-        # resolves to several addresses.
-        self.map: dict = getattr(self.server, "_map", None) or self.server.map
 
     # --- start ---------------------------------------------------------------------
     @classmethod
@@ -88,94 +104,68 @@ class Runner:
             bot_id=bot.pk, slug=bot.slug, model=bot.model_name, backend=backend, system_prompt=bot.system_prompt
         )
         connection.close()
+        # Out of the environment at once: nothing this process starts inherits it.
+        secret = os.environ.pop(SECRET_ENV, "")
+        if not secret:
+            log.warning("no %s given: /chat refuses every request", SECRET_ENV, extra={"bot": bot.slug})
         init_runner_metrics(bot.slug)
-        app = RunnerApp(ctx, backend.name, started)
+        app = RunnerApp(
+            ctx,
+            backend.name,
+            started,
+            secret=secret,
+            max_chats=settings.BOT_MAX_CONCURRENT_CHATS,
+            timeout=settings.BOT_CHAT_TIMEOUT,
+        )
         host = settings.BOT_BIND_HOST
-        try:
-            server = create_server(
-                app,
-                host=host,
-                port=port,
-                threads=THREADS,
-                # Our own 32 KiB check answers JSON; this only stops absurd uploads early.
-                max_request_body_size=1024 * 1024,
-                asyncore_use_poll=True,
-                ident="deia-runner",
-                channel_timeout=60,
-            )
-        except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port} for bot {bot.slug!r}: {exc.strerror or exc}") from exc
+        sock = _listen(host, port, bot.slug)
         log.info(
             "runner listening",
             extra={"bot": bot.slug, "host": host, "port": port, "model": bot.model_name, "backend": backend.name},
         )
-        return cls(ctx, app, server, settings.BOT_STOP_GRACE, settings.BOT_HEARTBEAT_INTERVAL)
+        return cls(ctx, app, sock, settings.BOT_STOP_GRACE, settings.BOT_HEARTBEAT_INTERVAL)
 
     # --- serve ---------------------------------------------------------------------
     def serve(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        beat.start()
-        while not self.stopping:
-            wasyncore.loop(timeout=0.5, map=self.map, use_poll=True, count=1)
-        # Draining: the listener is closed; keep the loop turning so answers go out.
-        while self._busy() and time.monotonic() < self.deadline:
-            wasyncore.loop(timeout=0.05, map=self.map, use_poll=True, count=1)
-        if self._busy():
-            log.warning("grace period over with chats still in flight", extra={"inflight": self.app.inflight})
-        self._stop_heartbeat.set()
-        self._shutdown()
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            http="httptools",
+            loop="asyncio",
+            log_config=None,
+            access_log=False,  # the app logs one JSON line per request itself
+            server_header=False,
+            timeout_graceful_shutdown=self.grace,
+            timeout_keep_alive=30,
+        )
+        server = _Server(config, self.app)
+        # uvicorn re-raises the signal that stopped it once it is done; with this no-op
+        # handler in place that re-raise is harmless and the process exits 0.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: None)
+        asyncio.run(self._serve(server))
         log.info("runner stopped", extra={"bot": self.ctx.slug})
         return EXIT_OK
 
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        self.deadline = time.monotonic() + self.grace
-        self.app.draining.set()
-        # Stop accepting at once: the port closes now, not after the drain.
-        for listener in self._listeners():
-            listener.accepting = False
-            wasyncore.dispatcher.close(listener)  # not listener.close(): that also kills the trigger
-        log.info("runner stopping", extra={"signal": signal.Signals(signum).name, "inflight": self.app.inflight})
-
-    def _listeners(self) -> list[BaseWSGIServer]:
-        return [d for d in list(self.map.values()) if isinstance(d, BaseWSGIServer)]
-
-    def _busy(self) -> bool:
-        """True while a request is being served or its answer is still being sent."""
-        busy = self.app.inflight > 0
-        for channel in [d for d in list(self.map.values()) if isinstance(d, HTTPChannel)]:
-            if channel.requests or channel.total_outbufs_len:
-                busy = True
-            else:
-                # An idle keep-alive connection: close it so its client reconnects elsewhere.
-                channel.will_close = True
-        return busy
-
-    def _shutdown(self) -> None:
-        dispatcher = getattr(self.server, "task_dispatcher", None)
-        if dispatcher is None:  # multi-socket server: its listeners share one dispatcher
-            dispatcher = next(iter(self._listeners()), None)
-            dispatcher = getattr(dispatcher, "task_dispatcher", None)
-        if dispatcher is not None:
-            dispatcher.shutdown(cancel_pending=True, timeout=1)
-        wasyncore.close_all(self.map)
-        close = getattr(self.ctx.backend, "close", None)
-        if close:
-            close()
-        connections.close_all()
+    async def _serve(self, server: uvicorn.Server) -> None:
+        beat = asyncio.ensure_future(self._heartbeat_loop(server))
+        try:
+            await server.serve(sockets=[self.sock])
+        finally:
+            beat.cancel()
+            if self.app.inflight:
+                log.warning("grace period over with chats still in flight", extra={"inflight": self.app.inflight})
+            await self.ctx.backend.aclose()
 
     # --- heartbeat -----------------------------------------------------------------
-    def _heartbeat_loop(self) -> None:
-        while not self._stop_heartbeat.is_set():
-            if not self.beat():
+    async def _heartbeat_loop(self, server: uvicorn.Server) -> None:
+        while True:
+            if not await in_db(self.beat):
                 log.warning("bot row is gone; shutting down", extra={"bot": self.ctx.slug})
-                os.kill(os.getpid(), signal.SIGTERM)  # the same graceful path as an operator stop
+                self.app.draining = True
+                server.should_exit = True  # the same graceful path as an operator stop
                 return
-            self._stop_heartbeat.wait(self.heartbeat_interval)
+            await asyncio.sleep(self.heartbeat_interval)
 
     def beat(self) -> bool:
         """Record a heartbeat and refresh the system prompt; False once the bot row is gone."""
@@ -188,8 +178,6 @@ class Runner:
         except DatabaseError as exc:
             log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"})
             return True  # a database outage is not a reason to stop serving
-        finally:
-            connection.close()
         if not prompts:
             return False
         with self.ctx.lock:

@@ -7,10 +7,12 @@ GET /v1/models, POST /v1/chat/completions. Answers are deterministic
 Knobs (thread-safe, set from the test while runners talk to it):
 - `models` — names /api/tags lists; a chat for any other model gets Ollama's 404 {"error"};
 - `latency` — seconds before each chat answer starts;
+- `chunk_delay` — seconds between the pieces of a streamed answer;
 - `fail_next(n, status=503)` — the next n chats answer that status with {"error"};
 - `error_mid_stream(n)` — the next n chats send one chunk, then an {"error"} line (status 200);
 - `hang_next(n)` — the next n chats are accepted and never answered (until stop()).
 Every request is recorded in `requests` (method, path, headers, parsed JSON body).
+`disconnects` counts streamed answers whose client closed the connection before the end.
 
 Standalone: `python -m tests.fakes.ollama --port 11434 [--models llama3.2,qwen2] [--latency 0.2]`.
 """
@@ -63,11 +65,13 @@ class FakeOllama:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, models: tuple[str, ...] = DEFAULT_MODELS) -> None:
         self.models = list(models)
         self.latency = 0.0
+        self.chunk_delay = 0.0
+        self.disconnects = 0
         self.requests: list[Recorded] = []
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server = _Server((host, port), self._handler_class())
         self.server.daemon_threads = True
         self.host, self.port = self.server.server_address[:2]
         self.url = f"http://{self.host}:{self.port}"
@@ -91,6 +95,8 @@ class FakeOllama:
             self._faults = _Faults()
             self.requests.clear()
             self.latency = 0.0
+            self.chunk_delay = 0.0
+            self.disconnects = 0
             self.models = list(DEFAULT_MODELS)
 
     def chats(self) -> list[Recorded]:
@@ -149,6 +155,11 @@ class FakeOllama:
 
         Handler.fake = fake
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    # Benchmarks open a thousand chats at once: the default backlog of 5 would drop SYNs.
+    request_queue_size = 2048
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -238,7 +249,9 @@ class _Handler(BaseHTTPRequestHandler):
             fake._stopping.wait(fake.latency)
         messages = body.get("messages") or []
         content, prompt, completion = reply_for(messages)
-        if openai:
+        if openai and body.get("stream"):
+            self._stream_sse(model, content, prompt, completion)
+        elif openai:
             self._send_json(200, _openai_reply(model, content, prompt, completion))
         elif body.get("stream", True):
             self._stream(model, content, prompt, completion, fail_midway=fault == "mid")
@@ -250,13 +263,33 @@ class _Handler(BaseHTTPRequestHandler):
             final["message"] = {"role": "assistant", "content": content}
             self._send_json(200, final)
 
-    def _stream(self, model: str, content: str, prompt: int, completion: int, *, fail_midway: bool) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+    def _pieces(self, content: str):
+        """The answer word by word, `chunk_delay` apart; counts a client that went away."""
         pieces = re.findall(r"\S+\s*", content) or [""]
         for i, piece in enumerate(pieces):
+            if i and self.fake.chunk_delay:
+                self.fake._stopping.wait(self.fake.chunk_delay)
+            yield i, piece
+
+    def _streaming(self, content_type: str, write) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            write()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            with self.fake._lock:
+                self.fake.disconnects += 1
+            self.close_connection = True
+
+    def _stream(self, model: str, content: str, prompt: int, completion: int, *, fail_midway: bool) -> None:
+        self._streaming("application/x-ndjson", lambda: self._ndjson(model, content, prompt, completion, fail_midway))
+
+    def _ndjson(self, model: str, content: str, prompt: int, completion: int, fail_midway: bool) -> None:
+        for i, piece in self._pieces(content):
             self._chunk(
                 {
                     "model": model,
@@ -270,8 +303,22 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         else:
             self._chunk(_final(model, prompt, completion))
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+
+    def _stream_sse(self, model: str, content: str, prompt: int, completion: int) -> None:
+        self._streaming("text/event-stream", lambda: self._sse(model, content, prompt, completion))
+
+    def _sse(self, model: str, content: str, prompt: int, completion: int) -> None:
+        def event(data: str) -> None:
+            raw = f"data: {data}\n\n".encode()
+            self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+            self.wfile.flush()
+
+        for _, piece in self._pieces(content):
+            delta = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            event(json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, **delta}))
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        event(json.dumps({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "choices": [], "usage": usage}))
+        event("[DONE]")
 
 
 def _now() -> str:

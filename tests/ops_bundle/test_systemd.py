@@ -69,7 +69,9 @@ def test_each_unit_restarts_on_failure_with_limits_env_and_a_dedicated_user(name
 
 def test_web_runs_gunicorn_with_the_shared_config_and_a_wiped_tmpfs_metrics_dir() -> None:
     u = unit("deia-web.service")
-    assert u["Service.ExecStart"] == ["/opt/deia/.venv/bin/gunicorn -c /opt/deia/deploy/gunicorn.conf.py deia.wsgi"]
+    assert u["Service.ExecStart"] == [
+        "/opt/deia/.venv/bin/gunicorn -c /opt/deia/deploy/gunicorn.conf.py deia.asgi:application"
+    ]
     assert "deia/metrics" in u["Service.RuntimeDirectory"][0].split()
     assert "Service.RuntimeDirectoryPreserve" not in u, "the metrics dir must not survive a stop"
     assert u["Service.Environment"] == ["PROMETHEUS_MULTIPROC_DIR=/run/deia/metrics"]

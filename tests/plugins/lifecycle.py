@@ -4,11 +4,13 @@
 - `bot_worker`, `reconcile_ticker`: real Celery workers on simulated hosts, and beat's stand-in.
 - `stubborn_runner_env(env)`: extra worker env whose runners ignore SIGTERM.
 - `runner`: runner(bot, **env) starts `manage.py runbot <bot> --port N` on a free port and
-  returns its base URL (a str with .proc and .port), stopped at teardown.
+  returns its base URL (a str with .proc, .port and .auth, the headers /chat requires),
+  stopped at teardown.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -25,10 +27,11 @@ def fake_ollama() -> Iterator[FakeOllama]:
 
 
 class RunnerURL(str):
-    """The runner's base URL; .proc is its process, .port its port."""
+    """The runner's base URL; .proc is its process, .port its port, .auth its secret's header."""
 
     proc: Proc
     port: int
+    auth: dict[str, str]
 
 
 @pytest.fixture
@@ -40,14 +43,21 @@ def runner(request, spawn, child_env):
 
     def start(bot, wait: bool = True, **extra_env: str) -> RunnerURL:
         port = free_port()
-        env = {**child_env, "DB_POOL_MAX_SIZE": "4", "BOT_BIND_HOST": "127.0.0.1", **extra_env}
+        secret = secrets.token_urlsafe(16)
+        env = {
+            **child_env,
+            "DB_POOL_MAX_SIZE": "4",
+            "BOT_BIND_HOST": "127.0.0.1",
+            "DEIA_BOT_SECRET": secret,
+            **extra_env,
+        }
         if "OLLAMA_URL" not in extra_env and bot.backend == "ollama":
             env["OLLAMA_URL"] = request.getfixturevalue("fake_ollama").url
         if "OPENAI_URL" not in extra_env and bot.backend == "openai":
             env["OPENAI_URL"] = request.getfixturevalue("fake_ollama").url + "/v1"
         proc = spawn([PYTHON, "manage.py", "runbot", str(bot.pk), "--port", str(port)], env, f"runner-{bot.slug}")
         url = RunnerURL(f"http://127.0.0.1:{port}")
-        url.proc, url.port = proc, port
+        url.proc, url.port, url.auth = proc, port, {"X-Bot-Secret": secret}
         if wait:
             wait_for(lambda: http_ok(f"{url}/health") or not proc.running(), timeout=30, what=f"runner {bot.slug}")
             assert proc.running(), proc.output()

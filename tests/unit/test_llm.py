@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -43,7 +44,7 @@ def openai(url: str, model: str = "llama3.2", **kwargs) -> OpenAIBackend:
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streaming", "non-streaming"])
 def test_ollama_answers_with_content_and_token_counts(fake, stream):
-    reply = ollama(fake.url, stream=stream).chat(MESSAGES, request_id="r1")
+    reply = asyncio.run(ollama(fake.url, stream=stream).chat(MESSAGES, request_id="r1"))
 
     assert reply == LLMReply("fake reply to: hello world", prompt_tokens=4, completion_tokens=5)
     sent = fake.chats()[0]
@@ -54,7 +55,7 @@ def test_ollama_answers_with_content_and_token_counts(fake, stream):
 def test_ollama_retries_a_busy_server_and_then_answers(fake):
     fake.fail_next(2, status=503)
 
-    reply = ollama(fake.url, retries=2).chat(MESSAGES, request_id="r")
+    reply = asyncio.run(ollama(fake.url, retries=2).chat(MESSAGES, request_id="r"))
 
     assert reply.content == "fake reply to: hello world"
     assert len(fake.chats()) == 3
@@ -64,7 +65,7 @@ def test_ollama_retries_are_bounded(fake):
     fake.fail_next(10, status=503)
 
     with pytest.raises(LLMBusy, match="busy"):
-        ollama(fake.url, retries=2).chat(MESSAGES, request_id="r")
+        asyncio.run(ollama(fake.url, retries=2).chat(MESSAGES, request_id="r"))
 
     assert len(fake.chats()) == 3
 
@@ -73,7 +74,7 @@ def test_ollama_does_not_retry_other_server_errors(fake):
     fake.fail_next(1, status=500)
 
     with pytest.raises(LLMError, match="500"):
-        ollama(fake.url).chat(MESSAGES, request_id="r")
+        asyncio.run(ollama(fake.url).chat(MESSAGES, request_id="r"))
 
     assert len(fake.chats()) == 1
 
@@ -82,14 +83,14 @@ def test_ollama_connection_errors_are_retried_then_reported():
     dead = f"http://127.0.0.1:{free_port()}"
 
     with pytest.raises(LLMUnavailable, match="not reachable"):
-        ollama(dead, retries=1).chat(MESSAGES, request_id="r")
+        asyncio.run(ollama(dead, retries=1).chat(MESSAGES, request_id="r"))
 
 
 def test_ollama_read_timeout_is_a_timeout_and_not_retried(fake):
     fake.hang_next(5)
 
     with pytest.raises(LLMTimeout, match="timed out"):
-        ollama(fake.url, read_timeout=0.3).chat(MESSAGES, request_id="r")
+        asyncio.run(ollama(fake.url, read_timeout=0.3).chat(MESSAGES, request_id="r"))
 
     assert len(fake.chats()) == 1
 
@@ -99,12 +100,12 @@ def test_ollama_an_error_inside_a_200_answer_is_a_failure(fake, stream):
     fake.error_mid_stream(1)
 
     with pytest.raises(LLMError, match="fake failure"):
-        ollama(fake.url, stream=stream).chat(MESSAGES, request_id="r")
+        asyncio.run(ollama(fake.url, stream=stream).chat(MESSAGES, request_id="r"))
 
 
 def test_ollama_an_unknown_model_at_chat_time_is_model_not_found(fake):
     with pytest.raises(ModelNotFound, match="'mistral'"):
-        ollama(fake.url, model="mistral").chat(MESSAGES, request_id="r")
+        asyncio.run(ollama(fake.url, model="mistral").chat(MESSAGES, request_id="r"))
 
 
 def test_ollama_check_model_accepts_a_name_without_tag_as_latest(fake):
@@ -128,7 +129,7 @@ def test_ollama_check_model_on_a_dead_server_is_unavailable():
 
 
 def test_openai_answers_with_content_and_usage(fake):
-    reply = openai(fake.url, api_key="sk-test").chat(MESSAGES, request_id="r2")
+    reply = asyncio.run(openai(fake.url, api_key="sk-test").chat(MESSAGES, request_id="r2"))
 
     assert reply == LLMReply("fake reply to: hello world", prompt_tokens=4, completion_tokens=5)
     sent = fake.chats()[0]
@@ -138,17 +139,17 @@ def test_openai_answers_with_content_and_usage(fake):
 
 
 def test_openai_sends_no_authorization_without_a_key(fake):
-    openai(fake.url).chat(MESSAGES, request_id="r")
+    asyncio.run(openai(fake.url).chat(MESSAGES, request_id="r"))
 
     assert "authorization" not in fake.chats()[0].headers
 
 
 def test_openai_retries_503_and_reports_unknown_models(fake):
     fake.fail_next(1, status=503)
-    assert openai(fake.url).chat(MESSAGES, request_id="r").content == "fake reply to: hello world"
+    assert asyncio.run(openai(fake.url).chat(MESSAGES, request_id="r")).content == "fake reply to: hello world"
 
     with pytest.raises(ModelNotFound, match="not found"):
-        openai(fake.url, model="mistral").chat(MESSAGES, request_id="r")
+        asyncio.run(openai(fake.url, model="mistral").chat(MESSAGES, request_id="r"))
 
 
 def test_openai_check_model_lists_models(fake):
@@ -159,9 +160,9 @@ def test_openai_check_model_lists_models(fake):
 
 def test_echo_is_deterministic_and_counts_words():
     backend = EchoBackend()
-    first = backend.chat(MESSAGES, request_id="a")
+    first = asyncio.run(backend.chat(MESSAGES, request_id="a"))
 
-    assert first == backend.chat(MESSAGES, request_id="b")
+    assert first == asyncio.run(backend.chat(MESSAGES, request_id="b"))
     assert first == LLMReply("echo: hello world", prompt_tokens=4, completion_tokens=3)
     backend.check_model()
 

@@ -47,7 +47,7 @@ def test_a_chat_moves_the_runner_counters_and_labels_stay_bounded(runner):
     bot = Bot.objects.create(name="Echo", slug="echo-two", backend=Backend.ECHO, model_name="echo")
     url = runner(bot)
     for text in ("first question", "second question"):
-        response = httpx.post(f"{url}/chat", json={"message": text}, timeout=10)
+        response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": text}, timeout=10)
         assert response.status_code == 200, response.text
     text, samples = runner_samples(url)
     assert value(samples, "deia_bot_messages_total", bot="echo-two") == 2

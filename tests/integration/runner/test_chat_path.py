@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from bots.llm import EchoBackend
 from bots.metrics import MESSAGE_ERRORS
 from bots.models import ChatMessage, Role
-from bots.runner.chat import BotContext, handle_chat
+from bots.runner.chat import BotContext, ChatRequest, handle_chat
 
 
 class BrokenBackend(EchoBackend):
     name = "broken"
 
-    def chat(self, messages, *, request_id):
+    async def stream(self, messages, *, request_id):
         raise KeyError("choices")
+        yield  # an async generator, as the real backends are
+
+
+def chat(ctx: BotContext, message: str, conversation: uuid.UUID) -> tuple[int, dict]:
+    result = asyncio.run(handle_chat(ctx, ChatRequest(message, conversation, False), "rid", timeout=10))
+    return result.status, result.body
 
 
 def test_an_unexpected_backend_exception_is_a_stored_and_counted_502(make_bot):
@@ -22,7 +29,7 @@ def test_an_unexpected_backend_exception_is_a_stored_and_counted_502(make_bot):
     ctx = BotContext(bot_id=bot.pk, slug=bot.slug, model="echo", backend=BrokenBackend())
     errors_before = MESSAGE_ERRORS.labels(bot=bot.slug)._value.get()
 
-    status, body = handle_chat(ctx, "hi", uuid.uuid4(), "rid")
+    status, body = chat(ctx, "hi", uuid.uuid4())
 
     assert status == 502
     assert body["error"] == "llm_error"
@@ -38,7 +45,7 @@ def test_the_echo_backend_answers_through_the_message_path(make_bot):
     ctx = BotContext(bot_id=bot.pk, slug=bot.slug, model="echo", backend=EchoBackend())
     conversation = uuid.uuid4()
 
-    status, body = handle_chat(ctx, "ping pong", conversation, "rid")
+    status, body = chat(ctx, "ping pong", conversation)
 
     assert status == 200
     assert body["reply"] == "echo: ping pong"

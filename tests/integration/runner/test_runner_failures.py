@@ -39,7 +39,7 @@ def test_a_busy_llm_is_retried_and_then_answers(make_bot, runner, fake_ollama):
     url = runner(bot, LLM_RETRIES="2")
     fake_ollama.fail_next(1, status=503)
 
-    response = httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
 
     assert response.status_code == 200
     assert len(fake_ollama.chats()) == 2
@@ -50,11 +50,11 @@ def test_503_until_retries_are_exhausted_is_a_stored_and_counted_502(make_bot, r
     url = runner(bot, LLM_RETRIES="2")
     fake_ollama.fail_next(3, status=503)
 
-    response = httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
 
     assert_failure_stored_and_counted(url, bot, response, "busy")
     assert len(fake_ollama.chats()) == 3  # one try and two retries, no more
-    assert httpx.post(f"{url}/chat", json={"message": "again"}, timeout=10).status_code == 200
+    assert httpx.post(f"{url}/chat", headers=url.auth, json={"message": "again"}, timeout=10).status_code == 200
 
 
 def test_an_error_line_in_the_middle_of_the_stream_is_a_502(make_bot, runner, fake_ollama):
@@ -62,7 +62,7 @@ def test_an_error_line_in_the_middle_of_the_stream_is_a_502(make_bot, runner, fa
     url = runner(bot)
     fake_ollama.error_mid_stream(1)
 
-    response = httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
 
     assert_failure_stored_and_counted(url, bot, response, "fake failure")
 
@@ -72,7 +72,7 @@ def test_a_model_removed_after_start_is_a_502_naming_the_model(make_bot, runner,
     url = runner(bot)
     fake_ollama.models = ["qwen2:latest"]
 
-    response = httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
 
     assert_failure_stored_and_counted(url, bot, response, "llama3.2")
 
@@ -83,13 +83,13 @@ def test_a_slow_llm_answer_does_not_block_health_or_another_chat(make_bot, runne
     fake_ollama.hang_next(1)  # the first chat's LLM call never answers
     slow: dict = {}
     thread = threading.Thread(
-        target=lambda: slow.update(r=httpx.post(f"{url}/chat", json={"message": "slow"}, timeout=30))
+        target=lambda: slow.update(r=httpx.post(f"{url}/chat", headers=url.auth, json={"message": "slow"}, timeout=30))
     )
     thread.start()
     wait_for(lambda: len(fake_ollama.chats()) == 1, what="the slow chat to reach the LLM")
 
     health = httpx.get(f"{url}/health", timeout=2)
-    fast = httpx.post(f"{url}/chat", json={"message": "fast"}, timeout=2)
+    fast = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "fast"}, timeout=2)
 
     assert health.status_code == 200
     assert fast.status_code == 200
@@ -113,7 +113,7 @@ def test_metrics_start_at_zero_and_grow_after_a_chat(make_bot, runner):
         assert metric(url, name, bot.slug) == 0.0, name
     assert "deia_llm_request_seconds_count 0.0" in text
 
-    httpx.post(f"{url}/chat", json={"message": "count me"}, timeout=10)
+    httpx.post(f"{url}/chat", headers=url.auth, json={"message": "count me"}, timeout=10)
 
     text = httpx.get(f"{url}/metrics").text
     assert metric(url, "deia_bot_messages_total", bot.slug) == 1.0
@@ -129,7 +129,7 @@ def test_the_request_id_is_kept_returned_stored_and_forwarded_to_the_llm(make_bo
     url = runner(bot, LOG_LEVEL="INFO")
 
     response = httpx.post(
-        f"{url}/chat", json={"message": "secret words"}, headers={"X-Request-ID": "req-42.a"}, timeout=10
+        f"{url}/chat", json={"message": "secret words"}, headers={**url.auth, "X-Request-ID": "req-42.a"}, timeout=10
     )
 
     assert response.headers["X-Request-ID"] == "req-42.a"
@@ -150,7 +150,7 @@ def test_the_request_id_is_kept_returned_stored_and_forwarded_to_the_llm(make_bo
 def test_a_request_without_an_id_gets_one_and_the_llm_sees_it(make_bot, runner, fake_ollama):
     url = runner(make_bot())
 
-    response = httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
 
     request_id = response.headers["X-Request-ID"]
     assert len(request_id) >= 16

@@ -30,7 +30,7 @@ def test_a_chat_stores_both_messages_with_latency_and_tokens_and_returns_the_rep
     bot = make_bot()
     url = runner(bot)
 
-    response = httpx.post(f"{url}/chat", json={"message": "hello there"}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hello there"}, timeout=10)
 
     assert response.status_code == 200, response.text
     body = response.json()
@@ -54,9 +54,11 @@ def test_a_chat_stores_both_messages_with_latency_and_tokens_and_returns_the_rep
 def test_the_conversation_history_and_system_prompt_are_sent_to_the_llm(make_bot, runner, fake_ollama):
     bot = make_bot(system_prompt="Answer in French.")
     url = runner(bot)
-    first = httpx.post(f"{url}/chat", json={"message": "one"}, timeout=10).json()
+    first = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "one"}, timeout=10).json()
 
-    second = httpx.post(f"{url}/chat", json={"message": "two", "conversation": first["conversation"]}, timeout=10)
+    second = httpx.post(
+        f"{url}/chat", headers=url.auth, json={"message": "two", "conversation": first["conversation"]}, timeout=10
+    )
 
     assert second.status_code == 200
     assert second.json()["conversation"] == first["conversation"]
@@ -78,7 +80,9 @@ def test_only_the_last_twenty_messages_of_the_conversation_are_sent(make_bot, ru
         ChatMessage.objects.create(bot=bot, conversation=conversation, role=role, content=f"m{i}")
     url = runner(bot)
 
-    response = httpx.post(f"{url}/chat", json={"message": "new", "conversation": str(conversation)}, timeout=10)
+    response = httpx.post(
+        f"{url}/chat", headers=url.auth, json={"message": "new", "conversation": str(conversation)}, timeout=10
+    )
 
     assert response.status_code == 200
     sent = fake_ollama.chats()[-1].body["messages"]
@@ -89,7 +93,7 @@ def test_a_body_over_32_kib_is_refused_with_413_and_nothing_is_stored(make_bot, 
     bot = make_bot()
     url = runner(bot)
 
-    response = httpx.post(f"{url}/chat", json={"message": "x" * (33 * 1024)}, timeout=10)
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "x" * (33 * 1024)}, timeout=10)
 
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
@@ -109,7 +113,7 @@ def test_malformed_json_an_empty_message_or_a_bad_conversation_is_a_400(make_bot
         b'{"message": "hi", "conversation": "not-a-uuid"}',
     ]
     for raw in bad_bodies:
-        response = httpx.post(f"{url}/chat", content=raw, headers={"Content-Type": "application/json"})
+        response = httpx.post(f"{url}/chat", content=raw, headers={**url.auth, "Content-Type": "application/json"})
         assert response.status_code == 400, raw
         assert response.json()["error"] == "bad_request"
         assert response.json()["detail"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
@@ -27,7 +28,9 @@ def test_sigterm_lets_the_chat_in_flight_finish_refuses_new_connections_and_exit
     fake_ollama.latency = 2.0
     result: dict = {}
     thread = threading.Thread(
-        target=lambda: result.update(r=httpx.post(f"{url}/chat", json={"message": "finish me"}, timeout=30))
+        target=lambda: result.update(
+            r=httpx.post(f"{url}/chat", headers=url.auth, json={"message": "finish me"}, timeout=30)
+        )
     )
     thread.start()
     wait_for(lambda: fake_ollama.chats(), what="the chat to reach the LLM")
@@ -108,7 +111,7 @@ def test_the_heartbeat_updates_last_heartbeat_only_once_the_pid_matches(make_bot
     Bot.objects.filter(pk=bot.pk).update(system_prompt="new prompt")
 
     def sees_new_prompt() -> bool:
-        httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+        httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
         return fake_ollama.chats()[-1].body["messages"][0]["content"] == "new prompt"
 
     wait_for(sees_new_prompt, timeout=10, interval=0.2, what="a heartbeat to refresh the prompt")
@@ -133,19 +136,19 @@ def test_the_runner_shuts_down_gracefully_when_its_bot_is_deleted(make_bot, runn
 
 
 def test_relay_chat_passes_the_runners_answer_through(make_bot, runner):
-    from bots.runner.client import relay_chat
+    from bots.runner.client import Target, relay_chat
 
     bot = make_bot(backend="echo", model_name="echo")
     url = runner(bot)
-    bot.port, bot.host = url.port, "127.0.0.1"
+    target = Target(bot.slug, f"127.0.0.1:{url.port}", url.auth["X-Bot-Secret"])
 
-    status, body = relay_chat(bot, "ping", None, "relay-1", timeout=5)
+    answer = asyncio.run(relay_chat(target, {"message": "ping"}, "relay-1", timeout=5))
 
-    assert status == 200
-    assert body["reply"] == "echo: ping"
-    assert body["request_id"] == "relay-1"
-    status, body = relay_chat(bot, "", body["conversation"], "relay-2", timeout=5)
-    assert status == 400
+    assert answer.status == 200
+    assert answer.body["reply"] == "echo: ping"
+    assert answer.body["request_id"] == "relay-1"
+    again = {"message": "", "conversation": answer.body["conversation"]}
+    assert asyncio.run(relay_chat(target, again, "relay-2", timeout=5)).status == 400
 
 
 def test_an_inherited_prometheus_multiproc_dir_is_ignored(make_bot, runner, tmp_path):
@@ -154,7 +157,7 @@ def test_an_inherited_prometheus_multiproc_dir_is_ignored(make_bot, runner, tmp_
     bot = make_bot(backend="echo", model_name="echo")
     url = runner(bot, PROMETHEUS_MULTIPROC_DIR=str(multiproc))
 
-    httpx.post(f"{url}/chat", json={"message": "hi"}, timeout=10)
+    httpx.post(f"{url}/chat", headers=url.auth, json={"message": "hi"}, timeout=10)
 
     assert f'deia_bot_messages_total{{bot="{bot.slug}"}} 1.0' in httpx.get(f"{url}/metrics").text
     assert list(multiproc.iterdir()) == []  # nothing written into the web app's directory

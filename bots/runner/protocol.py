@@ -1,0 +1,21 @@
+"""The wire between the web and a runner: the secret's header and the chat's event stream.
+
+/chat requires the header X-Bot-Secret with the secret of the runner's current start.
+
+A streamed chat is `event: chunk` per piece of the answer ({"content": "..."}), then one
+`event: done` ({"reply", "conversation", "message_id", "reply_id", tokens, latency_ms}) or
+`event: error` ({"status", "error", "detail", ...}): a failure mid-answer ends the stream
+with an event, never a torn connection.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SECRET_HEADER = "X-Bot-Secret"  # noqa: S105 - a header's name
+SSE_CONTENT_TYPE = "text/event-stream"
+
+
+def sse_event(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()

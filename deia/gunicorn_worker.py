@@ -1,0 +1,12 @@
+"""The web's gunicorn worker: uvicorn's, with our choices (imported by gunicorn's master,
+so it loads no Django)."""
+
+from __future__ import annotations
+
+from uvicorn_worker import UvicornWorker
+
+
+class Worker(UvicornWorker):
+    # asyncio (no uvloop to install), httptools' parser, no Server banner; uvicorn's own
+    # text access lines off: deia.asgi.AccessLog writes JSON ones when asked.
+    CONFIG_KWARGS = {"loop": "asyncio", "http": "httptools", "access_log": False, "server_header": False}
