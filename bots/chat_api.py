@@ -24,6 +24,7 @@ from django.db import connection
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -86,12 +87,20 @@ class Chat:
     slot: UserSlot
 
 
+class JSONWhateverAccepted(DefaultContentNegotiation):
+    """Answers that are not a stream are JSON, also for a client that accepts only events."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 @extend_schema(tags=["bots"])
 class BotMessagesView(APIView):
     """A bot's messages, newest first (GET), and sending it one (POST)."""
 
     action = "messages"  # the permission classes grant by action, as on BotViewSet
     serializer_class = ChatMessageSerializer
+    content_negotiation_class = JSONWhateverAccepted
 
     def get_exception_handler(self):
         return exception_handler

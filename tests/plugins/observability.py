@@ -158,11 +158,11 @@ def wait_targets_up(url: str, jobs: dict[str, int], timeout: float = 30) -> list
 class WebApi:
     """The JSON API of a test gunicorn, as an operator's script calls it (token auth)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, username: str = "observability-operator") -> None:
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
 
-        user, _ = get_user_model().objects.get_or_create(username="observability-operator")
+        user, _ = get_user_model().objects.get_or_create(username=username)
         self.url = url
         self.headers = {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
 
