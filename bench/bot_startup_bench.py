@@ -62,7 +62,10 @@ def main() -> int:
                 print(f"start failed: {outcome}: {bot.last_error}", file=sys.stderr)
                 return 1
             times.append(bot.startup_seconds)
-            httpx.post(f"http://{bot.address}/chat", json={"message": "hello"}, timeout=10).raise_for_status()
+            secret = {"X-Bot-Secret": bot.chat_secret}
+            httpx.post(
+                f"http://{bot.address}/chat", json={"message": "hello"}, headers=secret, timeout=10
+            ).raise_for_status()
             rss.append(rss_mib(bot.pid))
             Bot.objects.filter(pk=bot.pk).update(desired_state=DesiredState.STOPPED)
             transitions.stop_bot(bot.pk)

@@ -12,9 +12,7 @@ Prints a Markdown table. Needs a migrated database in DATABASE_URL, e.g.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +22,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.support import start_runner, stop_process_group  # noqa: E402
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
 
 SEQUENTIAL = 500
@@ -54,36 +54,20 @@ def percentile(values: list[float], q: float) -> float:
 SERVER_MS: list[float] = []  # latency_ms the runner itself reports (receipt to LLM answer)
 
 
+HEADERS: dict[str, str] = {}  # the runner's secret, set once it is started
+
+
 def chat(client: httpx.Client, url: str, conversation: str | None, i: int) -> float:
     payload = {"message": f"benchmark message number {i}"}
     if conversation:
         payload["conversation"] = conversation
     began = time.perf_counter()
-    response = client.post(f"{url}/chat", json=payload)
+    response = client.post(f"{url}/chat", json=payload, headers=HEADERS)
     elapsed = (time.perf_counter() - began) * 1000
     if response.status_code != 200:
         raise RuntimeError(f"chat {i} failed: {response.status_code} {response.text}")
     SERVER_MS.append(response.json()["latency_ms"])
     return elapsed
-
-
-def start_runner(bot_id: int) -> tuple[subprocess.Popen, str]:
-    from tests.support.procs import free_port, http_ok, wait_for
-
-    port = free_port()
-    env = {**os.environ, "DB_POOL_MAX_SIZE": "4", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runbot", str(bot_id), "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: http_ok(f"{url}/health") or proc.poll() is not None, timeout=30, what="runner /health")
-    if proc.poll() is not None:
-        raise RuntimeError(f"runner exited with {proc.returncode}")
-    return proc, url
 
 
 def main() -> int:
@@ -99,11 +83,13 @@ def main() -> int:
     proc = None
     try:
         started = time.perf_counter()
-        proc, url = start_runner(bot.pk)
+        proc, url, headers = start_runner(bot.pk)
+        HEADERS.update(headers)
         start_seconds = time.perf_counter() - started
         rss_start = rss_mib(proc.pid)
         with httpx.Client(timeout=30) as client:
-            conversation = client.post(f"{url}/chat", json={"message": "warm up"}).json()["conversation"]
+            warm_up = client.post(f"{url}/chat", json={"message": "warm up"}, headers=HEADERS)
+            conversation = warm_up.json()["conversation"]
             for i in range(20):
                 chat(client, url, conversation, i)
             health = []
@@ -137,15 +123,14 @@ def main() -> int:
         rss_end, pss_end = rss_mib(proc.pid), pss_mib(proc.pid)
     finally:
         if proc is not None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
+            stop_process_group(proc)
         bot.delete()
 
     seq = [percentile(sequential, q) for q in (50, 95, 99)]
     conc = [percentile(concurrent, q) for q in (50, 95, 99)]
     print("## Bot runner (bench/runner_bench.py)\n")
     print(
-        "One `manage.py runbot` (waitress, 16 threads) for an echo bot (a 0 ms LLM), PostgreSQL storage; "
+        "One `manage.py runbot` (asyncio on uvicorn) for an echo bot (a 0 ms LLM), PostgreSQL storage; "
         "round trips measured by keep-alive httpx clients on the same machine.\n"
     )
     print("| measure | p50 ms | p95 ms | p99 ms |")

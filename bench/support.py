@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -38,3 +39,30 @@ def gunicorn(port: int, **env_overrides: str) -> Iterator[str]:
         os.killpg(web.pid, signal.SIGTERM)
         web.wait(30)
         shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def start_runner(bot_id: int, **env_overrides: str) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    """Start `manage.py runbot` for a bot on a free port: (process, base URL, /chat's headers)."""
+    from tests.support.procs import free_port
+
+    port = free_port()
+    secret = secrets.token_urlsafe(16)
+    env = {**os.environ, "DB_POOL_MAX_SIZE": "4", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(DEIA_BOT_SECRET=secret, **env_overrides)
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "runbot", str(bot_id), "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: http_ok(f"{url}/health") or proc.poll() is not None, timeout=30, what="runner /health")
+    if proc.poll() is not None:
+        raise RuntimeError(f"runner exited with {proc.returncode}")
+    return proc, url, {"X-Bot-Secret": secret}
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)

@@ -19,9 +19,8 @@ import httpx
 from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
 from ops.logs import REQUEST_ID_HEADER
 
-# Distinct answers the API can pass on: the runner is down vs. the runner is too slow.
-UNAVAILABLE = "bot_unavailable"
-TIMEOUT = "bot_timeout"
+# The API's answers when the runner is not there (502) or too slow (504).
+TIMEOUT = "timeout"
 BAD_GATEWAY = "bad_gateway"
 # The runner answers (or times out itself) within BOT_CHAT_TIMEOUT; the relay waits a little
 # longer so that the runner's own 504, with the stored error, is what the client sees.
@@ -64,12 +63,12 @@ async def relay_chat(
 ) -> Answer:
     """POST the chat to the runner; its own answers (200, 400, 429, 502, 504 ...) come back as they are.
 
-    Failures to reach it become 503 bot_unavailable (connection refused or reset: the
-    process is not there) or 504 bot_timeout (no answer within timeout + margin).
+    Failures to reach it become 502 bad_gateway (connection refused or reset: the
+    process is not there) or 504 timeout (no answer within timeout + margin).
     A streamed answer comes back open: iterate `events` to the end (it closes itself).
     """
     if not target.address:
-        return Answer(503, {"error": UNAVAILABLE, "detail": f"bot {target.slug!r} has no running process"})
+        return Answer(502, {"error": BAD_GATEWAY, "detail": f"bot {target.slug!r} has no running process"})
     client = shared_client()
     request = client.build_request(
         "POST",
@@ -83,9 +82,8 @@ async def relay_chat(
     except httpx.TimeoutException:
         return _timed_out(target, timeout)
     except httpx.TransportError as exc:
-        return Answer(
-            503, {"error": UNAVAILABLE, "detail": f"bot {target.slug!r} at {target.address} is not reachable: {exc}"}
-        )
+        detail = f"bot {target.slug!r} at {target.address} is not reachable: {exc}"
+        return Answer(502, {"error": BAD_GATEWAY, "detail": detail})
     if response.headers.get("content-type", "").startswith(SSE_CONTENT_TYPE):
         return Answer(response.status_code, events=_events(target, response, timeout))
     try:

@@ -48,6 +48,10 @@ RUNNER_CONTRACT = (
     "deia_llm_request_seconds_bucket",
     "deia_llm_request_seconds_count",
     "deia_llm_tokens_total",
+    "deia_bot_first_token_seconds_bucket",
+    "deia_bot_first_token_seconds_count",
+    "deia_chats_in_flight",
+    "deia_chat_rejected_total",
     "process_resident_memory_bytes",
 )
 

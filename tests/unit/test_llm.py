@@ -21,7 +21,7 @@ from bots.llm import (
 )
 from bots.models import Backend, Bot
 from tests.fakes.ollama import FakeOllama
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_for
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello world"}]
 
@@ -178,3 +178,48 @@ def test_get_backend_builds_each_kind_from_settings(settings):
     assert (native.name, native.base_url, native.model, native.retries) == ("ollama", "http://o:1", "m1", 4)
     assert (compatible.name, compatible.base_url, compatible.model) == ("openai", "http://a:2/v1", "m2")
     assert (echo.name, echo.model) == ("echo", "m3")
+
+
+async def pieces(backend, **kwargs) -> list:
+    return [item async for item in backend.stream(MESSAGES, request_id="s", **kwargs)]
+
+
+@pytest.mark.parametrize("make", [ollama, openai], ids=["ollama", "openai"])
+def test_a_stream_yields_the_answer_piece_by_piece_then_the_whole_reply(fake, make):
+    items = asyncio.run(pieces(make(fake.url)))
+
+    assert items[:-1] == ["fake ", "reply ", "to: ", "hello ", "world"]
+    assert items[-1] == LLMReply("fake reply to: hello world", prompt_tokens=4, completion_tokens=5)
+    assert fake.chats()[0].body["stream"] is True
+
+
+def test_the_echo_backend_streams_word_by_word():
+    items = asyncio.run(pieces(EchoBackend()))
+
+    assert items == ["echo:", " hello", " world", LLMReply("echo: hello world", 4, 3)]
+
+
+@pytest.mark.parametrize("make", [ollama, openai], ids=["ollama", "openai"])
+def test_cancelling_a_stream_closes_the_request_to_the_llm_server(fake, make):
+    fake.chunk_delay = 0.2
+    long = [{"role": "user", "content": " ".join(f"w{i}" for i in range(30))}]
+
+    async def first_then_cancel() -> str:
+        backend = make(fake.url)
+        got: list = []
+
+        async def consume() -> None:
+            async for item in backend.stream(long, request_id="c"):
+                got.append(item)
+
+        task = asyncio.ensure_future(consume())
+        while not got:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await backend.aclose()
+        return got[0]
+
+    assert asyncio.run(first_then_cancel()) == "fake "
+    wait_for(lambda: fake.disconnects == 1, timeout=10, what="the fake to see its client gone")

@@ -1,0 +1,346 @@
+"""Benchmark of the chat data plane through the web address (not a test).
+
+Real processes: gunicorn (uvicorn workers) serving the app, 10 bot runners, the fake
+Ollama in this process. Three scenarios:
+
+1. Slow LLM: the fake answers after 5 s; 10 ollama bots with BOT_MAX_CONCURRENT_CHATS=100;
+   1,000 chats sent at once through the web while /health, GET /api/bots and /admin/login/
+   are probed: their worst wait, the chats' p95, and every answered chat's two rows. Then
+   the default cap (16 per bot): the excess must be 429 at once, no 5xx, no timeout.
+2. Fast LLM (echo bots, 0 ms): a fixed rate of chats across the 10 bots through the web,
+   and the same rate straight to the runners: the web's added latency; then the peak rate,
+   and CPU per message in the web and in the runners.
+3. Time to first token through the web with streaming (fake Ollama, 0 ms, word by word).
+
+    make bench BENCH=chat_bench
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from bench.support import gunicorn, start_runner, stop_process_group  # noqa: E402
+from bots.models import Backend, Bot, ChatMessage, Status  # noqa: E402
+from tests.fakes.ollama import FakeOllama  # noqa: E402
+from tests.support.procs import free_port  # noqa: E402
+
+BOTS = 10
+SLOW_LLM = 5.0
+SLOW_CHATS = 1000
+FAST_RATE = 200  # chats/s offered in the fixed-rate run
+FAST_SECONDS = 10
+TTFT_CHATS = 200
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return found
+
+
+class Fleet:
+    """BOTS bots with a runner each, recorded as running so the web relays to them."""
+
+    def __init__(self, prefix: str, backend: str, **runner_env: str) -> None:
+        self.bots: list[Bot] = []
+        self.procs = []
+        self.direct: list[tuple[str, dict[str, str]]] = []
+        model = "echo" if backend == Backend.ECHO else "llama3.2"
+        for i in range(BOTS):
+            bot = Bot.objects.create(name=f"{prefix}-{i}", slug=f"{prefix}-{i}", backend=backend, model_name=model)
+            proc, url, headers = start_runner(bot.pk, **runner_env)
+            Bot.objects.filter(pk=bot.pk).update(
+                status=Status.RUNNING,
+                port=int(url.rsplit(":", 1)[1]),
+                host="127.0.0.1",
+                pid=proc.pid,
+                chat_secret=headers["X-Bot-Secret"],
+            )
+            self.bots.append(bot)
+            self.procs.append(proc)
+            self.direct.append((url, headers))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process_group(proc)
+        for bot in self.bots:
+            bot.delete()
+
+
+async def probe(client: httpx.AsyncClient, web: str, headers: dict, stop: asyncio.Event) -> dict[str, float]:
+    """Worst wait of each control-plane path while the chats are in flight."""
+    worst = {"/health": 0.0, "/api/bots": 0.0, "/admin/login/": 0.0}
+    while not stop.is_set():
+        for path in worst:
+            began = time.perf_counter()
+            response = await client.get(f"{web}{path}", headers=headers if path == "/api/bots" else {})
+            response.raise_for_status()
+            worst[path] = max(worst[path], time.perf_counter() - began)
+        await asyncio.sleep(0.05)
+    return worst
+
+
+async def slow_burst(web: str, headers: dict, bots: list[Bot], chats: int) -> tuple[list, dict, float]:
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client, httpx.AsyncClient(timeout=30) as prober:
+        stop = asyncio.Event()
+        probing = asyncio.ensure_future(probe(prober, web, headers, stop))
+        await asyncio.sleep(0.5)  # a baseline of probes before the burst
+
+        async def one(i: int):
+            bot = bots[i % len(bots)]
+            began = time.perf_counter()
+            try:
+                response = await client.post(
+                    f"{web}/api/bots/{bot.pk}/messages", json={"message": f"slow chat {i}"}, headers=headers
+                )
+            except httpx.HTTPError as exc:
+                return ("error", type(exc).__name__, time.perf_counter() - began, None)
+            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+            return (response.status_code, body.get("error"), time.perf_counter() - began, body.get("conversation"))
+
+        began = time.perf_counter()
+        results = await asyncio.gather(*(one(i) for i in range(chats)))
+        wall = time.perf_counter() - began
+        stop.set()
+        worst = await probing
+    return results, worst, wall
+
+
+async def fixed_rate(targets: list[tuple[str, dict]], rate: int, seconds: int) -> tuple[list[float], int, float]:
+    """Open loop: `rate` chats/s spread over the targets for `seconds`; latencies in ms."""
+    latencies: list[float] = []
+    failures = 0
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def one(i: int) -> None:
+            nonlocal failures
+            url, headers = targets[i % len(targets)]
+            began = time.perf_counter()
+            response = await client.post(url, json={"message": f"fast chat {i}"}, headers=headers)
+            if response.status_code == 200:
+                latencies.append((time.perf_counter() - began) * 1000)
+            else:
+                failures += 1
+
+        tasks = []
+        began = time.perf_counter()
+        for i in range(rate * seconds):
+            delay = began + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(i)))
+        await asyncio.gather(*tasks)
+        wall = time.perf_counter() - began
+    return latencies, failures, wall
+
+
+async def peak(targets: list[tuple[str, dict]], concurrency: int, seconds: float) -> tuple[int, float]:
+    """Closed loop: `concurrency` clients chatting back to back; (answered, seconds)."""
+    done = 0
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def loop(n: int) -> None:
+            nonlocal done
+            i = n
+            while time.perf_counter() < deadline:
+                url, headers = targets[i % len(targets)]
+                response = await client.post(url, json={"message": f"peak {i}"}, headers=headers)
+                done += response.status_code == 200
+                i += concurrency
+
+        began = time.perf_counter()
+        await asyncio.gather(*(loop(n) for n in range(concurrency)))
+        return done, time.perf_counter() - began
+
+
+async def first_tokens(web: str, headers: dict, bots: list[Bot], chats: int) -> list[float]:
+    ttft: list[float] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(chats):
+            bot = bots[i % len(bots)]
+            began = time.perf_counter()
+            body = {"message": f"stream number {i} please", "stream": True}
+            async with client.stream("POST", f"{web}/api/bots/{bot.pk}/messages", json=body, headers=headers) as r:
+                async for line in r.aiter_lines():
+                    if line.startswith("event: chunk"):
+                        ttft.append((time.perf_counter() - began) * 1000)
+                        break
+                async for _ in r.aiter_raw():
+                    pass
+    return ttft
+
+
+def main() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a thousand sockets each way
+    user, _ = get_user_model().objects.get_or_create(username="bench-chat", defaults={"is_superuser": True})
+    token, _ = Token.objects.get_or_create(user=user)
+    headers = {"Authorization": f"Token {token.key}"}
+    lines: list[str] = []
+    fake = FakeOllama().start()
+    try:
+        # --- 1. slow LLM -------------------------------------------------------------
+        print("bench: slow LLM, 1,000 chats at once", file=sys.stderr)
+        fake.latency = SLOW_LLM
+        slow = Fleet("bench-slow", Backend.OLLAMA, OLLAMA_URL=fake.url, BOT_MAX_CONCURRENT_CHATS="100")
+        try:
+            with gunicorn(free_port(), CHAT_MAX_CONCURRENT_PER_USER="2000") as web:
+                results, worst, wall = asyncio.run(slow_burst(web, headers, slow.bots, SLOW_CHATS))
+                ok = [r for r in results if r[0] == 200]
+                stored = ChatMessage.objects.filter(conversation__in=[r[3] for r in ok]).count()
+                times = [r[2] for r in ok]
+                other = sorted({str(r[:2]) for r in results if r[0] != 200})
+        finally:
+            slow.stop()
+        # The same kind of burst against the default cap: the runners refuse the excess.
+        capped = Fleet("bench-capped", Backend.OLLAMA, OLLAMA_URL=fake.url)
+        try:
+            with gunicorn(free_port(), CHAT_MAX_CONCURRENT_PER_USER="2000") as web:
+                capped_results, _, _ = asyncio.run(slow_burst(web, headers, capped.bots, 400))
+        finally:
+            capped.stop()
+        codes = statistics.multimode([r[0] for r in capped_results])
+        refused = [r for r in capped_results if r[0] == 429]
+        bad = [r for r in capped_results if r[0] not in (200, 429)]
+        lines += [
+            "### 1. Slow LLM: 1,000 chats in flight\n",
+            f"Fake Ollama answering after {SLOW_LLM:g} s, {BOTS} ollama bots with BOT_MAX_CONCURRENT_CHATS=100, "
+            f"{SLOW_CHATS} chats sent at once through the web (gunicorn, {os.cpu_count() * 2 + 1} uvicorn workers), "
+            "while /health, GET /api/bots and /admin/login/ are requested in a loop.\n",
+            "| measure | value | target |",
+            "| --- | ---: | --- |",
+        ]
+        for path, seconds in worst.items():
+            verdict = "met" if seconds < 0.5 else "NOT met"
+            lines.append(f"| worst wait of {path} during the burst | {seconds * 1000:.0f} ms | < 500 ms: {verdict} |")
+        p95 = percentile(times, 95)
+        verdict = "met" if p95 < SLOW_LLM + 0.1 else "NOT met"
+        lines += [
+            f"| chats answered 200 | {len(ok)} of {SLOW_CHATS} | all |",
+            f"| chat p50 / p95 / max | {percentile(times, 50):.3f} / {p95:.3f} / {max(times or [0]):.3f} s "
+            f"| p95 < {SLOW_LLM + 0.1:g} s: {verdict} |",
+            f"| rows stored for the answered chats | {stored} (= 2 x {len(ok)}: {stored == 2 * len(ok)}) | 2 each |",
+            f"| other answers | {', '.join(other) or 'none'} | none |",
+            f"| wall time of the burst | {wall:.2f} s | |",
+            f"| default cap (16 per bot), 400 chats at once | {len(refused)} answered 429 at once, "
+            f"{len(bad)} 5xx or errors, most common status {codes} | excess 429, no 5xx |",
+            "",
+        ]
+
+        # --- 2. fast LLM -------------------------------------------------------------
+        print("bench: fast LLM, messages/s", file=sys.stderr)
+        fast = Fleet("bench-fast", Backend.ECHO)
+        try:
+            with gunicorn(free_port(), CHAT_MAX_CONCURRENT_PER_USER="2000") as web:
+                via_web = [(f"{web}/api/bots/{b.pk}/messages", headers) for b in fast.bots]
+                direct = [(f"{url}/chat", h) for url, h in fast.direct]
+                asyncio.run(fixed_rate(via_web, 50, 2))  # warm every worker's client and pool
+                web_ms, web_failed, web_wall = asyncio.run(fixed_rate(via_web, FAST_RATE, FAST_SECONDS))
+                direct_ms, direct_failed, _ = asyncio.run(fixed_rate(direct, FAST_RATE, FAST_SECONDS))
+                gunicorn_pid = [p for p in children(os.getpid()) if p not in {r.pid for r in fast.procs}]
+                web_pids = [c for g in gunicorn_pid for c in children(g)] + gunicorn_pid
+                runner_pids = [r.pid for r in fast.procs]
+                cpu_web, cpu_runners = cpu_seconds(web_pids), cpu_seconds(runner_pids)
+                answered, peak_wall = asyncio.run(peak(via_web, 32, FAST_SECONDS))
+                cpu_web = cpu_seconds(web_pids) - cpu_web
+                cpu_runners = cpu_seconds(runner_pids) - cpu_runners
+        finally:
+            fast.stop()
+        added50 = percentile(web_ms, 50) - percentile(direct_ms, 50)
+        added95 = percentile(web_ms, 95) - percentile(direct_ms, 95)
+        sustained = len(web_ms) / web_wall
+        verdict = "met" if sustained >= 200 and added95 < 20 and not web_failed else "NOT met"
+        lines += [
+            "### 2. Fast LLM: messages per second through the web\n",
+            f"{BOTS} echo bots (0 ms LLM); {FAST_RATE} chats/s offered for {FAST_SECONDS} s at a fixed rate, "
+            "through the web and then straight to the runners (same rate, same bots); then 32 clients back "
+            "to back for the peak.\n",
+            "| measure | p50 ms | p95 ms | p99 ms |",
+            "| --- | ---: | ---: | ---: |",
+            f"| through the web at {FAST_RATE}/s | {percentile(web_ms, 50):.1f} | {percentile(web_ms, 95):.1f} "
+            f"| {percentile(web_ms, 99):.1f} |",
+            f"| straight to the runners at {FAST_RATE}/s | {percentile(direct_ms, 50):.1f} "
+            f"| {percentile(direct_ms, 95):.1f} | {percentile(direct_ms, 99):.1f} |",
+            f"| added by the web | {added50:.1f} | {added95:.1f} | |",
+            "",
+            "| measure | value |",
+            "| --- | ---: |",
+            f"| sustained through the web | {sustained:.0f} msg/s, {web_failed} failed |",
+            f"| straight to the runners, failed | {direct_failed} |",
+            f"| peak through the web (32 clients) | {answered / peak_wall:.0f} msg/s |",
+            f"| CPU per message at the peak: web | {cpu_web / max(answered, 1) * 1000:.2f} ms |",
+            f"| CPU per message at the peak: runners | {cpu_runners / max(answered, 1) * 1000:.2f} ms |",
+            "",
+            f"Target: at least 200 msg/s with added p95 under 20 ms: {verdict}. The peak is bound by CPU: "
+            "web, runners, PostgreSQL and this load generator share the 2 cores.\n",
+        ]
+
+        # --- 3. time to first token ------------------------------------------------------
+        print("bench: time to first token", file=sys.stderr)
+        fake.latency = 0.0
+        streaming = Fleet("bench-stream", Backend.OLLAMA, OLLAMA_URL=fake.url)
+        try:
+            with gunicorn(free_port()) as web:
+                asyncio.run(first_tokens(web, headers, streaming.bots, 10))
+                ttft = asyncio.run(first_tokens(web, headers, streaming.bots, TTFT_CHATS))
+        finally:
+            streaming.stop()
+        lines += [
+            "### 3. Time to first token, streamed through the web\n",
+            f"{TTFT_CHATS} streamed chats one after another (fake Ollama, 0 ms, word by word): from the request "
+            "to the first `chunk` event at the client.\n",
+            f"p50 {percentile(ttft, 50):.1f} ms, p95 {percentile(ttft, 95):.1f} ms.\n",
+        ]
+    finally:
+        fake.stop()
+    print("## Chat data plane (bench/chat_bench.py)\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
