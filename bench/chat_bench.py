@@ -114,7 +114,15 @@ async def probe(client: httpx.AsyncClient, web: str, headers: dict, stop: asynci
     while not stop.is_set():
         for path in worst:
             began = time.perf_counter()
-            response = await client.get(f"{web}{path}", headers=headers if path == "/api/bots" else {})
+            for attempt in range(2):
+                try:
+                    response = await client.get(f"{web}{path}", headers=headers if path == "/api/bots" else {})
+                    break
+                except httpx.RemoteProtocolError:
+                    # A keep-alive connection the server closed as we reused it: ask again,
+                    # counting the time from the first try.
+                    if attempt:
+                        raise
             response.raise_for_status()
             worst[path] = max(worst[path], time.perf_counter() - began)
         await asyncio.sleep(0.05)
@@ -159,7 +167,12 @@ async def fixed_rate(targets: list[tuple[str, dict]], rate: int, seconds: int) -
             nonlocal failures
             url, headers = targets[i % len(targets)]
             began = time.perf_counter()
-            response = await client.post(url, json={"message": f"fast chat {i}"}, headers=headers)
+            try:
+                response = await client.post(url, json={"message": f"fast chat {i}"}, headers=headers)
+            except httpx.HTTPError as exc:
+                print(f"bench: chat {i} to {url}: {type(exc).__name__}", file=sys.stderr)
+                failures += 1
+                return
             if response.status_code == 200:
                 latencies.append((time.perf_counter() - began) * 1000)
             else:
@@ -188,8 +201,12 @@ async def peak(targets: list[tuple[str, dict]], concurrency: int, seconds: float
             i = n
             while time.perf_counter() < deadline:
                 url, headers = targets[i % len(targets)]
-                response = await client.post(url, json={"message": f"peak {i}"}, headers=headers)
-                done += response.status_code == 200
+                try:
+                    response = await client.post(url, json={"message": f"peak {i}"}, headers=headers)
+                except httpx.HTTPError as exc:
+                    print(f"bench: peak chat {i}: {type(exc).__name__}", file=sys.stderr)
+                else:
+                    done += response.status_code == 200
                 i += concurrency
 
         began = time.perf_counter()

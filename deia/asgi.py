@@ -35,8 +35,9 @@ class AccessLog:
         async def sending(message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-                headers = dict(message.get("headers") or [])
-                seen["request_id"] = headers.get(b"x-request-id", b"").decode("latin-1") or None
+                for name, value in message.get("headers") or []:
+                    if name.lower() == b"x-request-id":
+                        seen["request_id"] = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 seen["bytes"] += len(message.get("body", b""))
             await send(message)
@@ -44,7 +45,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, sending)
         finally:
-            headers = dict(scope.get("headers") or [])
+            headers = {name.lower(): value for name, value in scope.get("headers") or []}
             line = {
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
                 "level": "INFO",

@@ -9,4 +9,11 @@ from uvicorn_worker import UvicornWorker
 class Worker(UvicornWorker):
     # asyncio (no uvloop to install), httptools' parser, no Server banner; uvicorn's own
     # text access lines off: deia.asgi.AccessLog writes JSON ones when asked.
-    CONFIG_KWARGS = {"loop": "asyncio", "http": "httptools", "access_log": False, "server_header": False}
+    # Django has no lifespan protocol.
+    CONFIG_KWARGS = {
+        "loop": "asyncio",
+        "http": "httptools",
+        "access_log": False,
+        "server_header": False,
+        "lifespan": "off",
+    }

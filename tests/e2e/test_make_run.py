@@ -46,10 +46,11 @@ def run_and_interrupt(env: dict[str, str], tmp_path: Path, demo_state) -> None:
         wait_for(lambda: http_ok(f"{base}/admin/login/") or not proc.running(), timeout=90, what="the admin")
         assert proc.running(), proc.output()
         assert httpx.get(f"{base}/admin/login/").status_code == 200
-        _status, bot_pid, bot_port = wait_for(
+        _status, bot_pid, bot_port, secret = wait_for(
             lambda: (s := demo_state()) and s[0] == "running" and s, timeout=60, what="the demo bot running"
         )
-        reply = httpx.post(f"http://127.0.0.1:{bot_port}/chat", json={"message": "hello"}, timeout=10)
+        answer_only_us = {"X-Bot-Secret": secret}
+        reply = httpx.post(f"http://127.0.0.1:{bot_port}/chat", json={"message": "hello"}, headers=answer_only_us)
         assert reply.json()["reply"] == "echo: hello"
         members = session_members(proc.pid)
         assert len(members) >= 5, members  # run.sh, honcho, gunicorn, two workers, beat ...
@@ -75,7 +76,7 @@ def test_make_run_on_embedded_defaults_comes_up_and_ctrl_c_leaves_nothing(tmp_pa
         if not db.exists():
             return None
         with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT status, pid, port FROM bots_bot WHERE slug = 'demo'").fetchone()
+            return conn.execute("SELECT status, pid, port, chat_secret FROM bots_bot WHERE slug = 'demo'").fetchone()
 
     run_and_interrupt(env, tmp_path, demo_state)
     with sqlite3.connect(tmp_path / "var" / "deia.sqlite3") as conn:
@@ -94,7 +95,7 @@ def test_make_run_uses_postgresql_and_redis_when_their_urls_are_set(child_env, t
 
     def demo_state():
         bot = Bot.objects.filter(slug="demo").first()
-        return bot and (bot.status, bot.pid, bot.port)
+        return bot and (bot.status, bot.pid, bot.port, bot.chat_secret)
 
     run_and_interrupt(env, tmp_path, demo_state)
     assert not (tmp_path / "var" / "deia.sqlite3").exists()
