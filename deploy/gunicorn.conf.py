@@ -16,7 +16,6 @@ import multiprocessing
 import os
 from pathlib import Path
 
-
 from deia.config import Env
 
 _base = Path(__file__).resolve().parent.parent

@@ -12,7 +12,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Every label a runner may export: bot and token kind, plus the client library's and
 # django-prometheus' own (buckets, gc generation, python version, database alias).
-BOUNDED_LABELS = {"bot", "kind", "reason", "le", "generation", "implementation", "major", "minor", "patchlevel", "version"} | {
+BOUNDED_LABELS = {
+    "bot",
+    "kind",
+    "reason",
+    "le",
+    "generation",
+    "implementation",
+    "major",
+    "minor",
+    "patchlevel",
+    "version",
+} | {
     "alias",
     "vendor",
     "type",
