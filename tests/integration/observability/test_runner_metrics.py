@@ -24,6 +24,7 @@ BOUNDED_LABELS = {
     "patchlevel",
     "version",
 } | {
+    "reason",
     "alias",
     "vendor",
     "type",
