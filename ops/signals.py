@@ -7,7 +7,7 @@ out write nothing, so a password-guessing script cannot fill the audit log.
 
 from __future__ import annotations
 
-from axes.signals import user_locked_out
+from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
@@ -42,7 +42,6 @@ def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
     audit("auth.login_failed", actor=username or "anonymous", request=request, target=username)
 
 
-@receiver(user_locked_out, dispatch_uid="ops.audit_lockout")
 def audit_lockout(sender, request, username=None, ip_address=None, **kwargs) -> None:
     if refused_by_lockout(request):
         return
@@ -57,3 +56,10 @@ def audit_lockout(sender, request, username=None, ip_address=None, **kwargs) -> 
             "cooloff_seconds": int(settings.AXES_COOLOFF_TIME.total_seconds()),
         },
     )
+
+
+# A bot runner loads ops without django-axes (deia/settings_runner.py): nobody signs in there.
+if apps.is_installed("axes"):
+    from axes.signals import user_locked_out
+
+    user_locked_out.connect(audit_lockout, dispatch_uid="ops.audit_lockout")
