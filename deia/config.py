@@ -130,6 +130,18 @@ class Env:
                 raise ConfigError(name, f"{item!r} is not an address or network") from None
         return networks
 
+    RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+    def rate(self, name: str, default: str) -> str | None:
+        """A request rate as DRF writes it ("600/min"), or None for "off"."""
+        value = self.str(name, default)
+        if value.lower() == "off":
+            return None
+        count, _, period = value.partition("/")
+        if not count.isdigit() or int(count) < 1 or period.lower() not in self.RATE_PERIODS:
+            raise ConfigError(name, f"expected COUNT/PERIOD (PERIOD one of s, min, hour, day) or off, got {value!r}")
+        return f"{int(count)}/{period.lower()}"
+
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.str(name, default)
         parts = urlsplit(value)

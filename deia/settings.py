@@ -9,6 +9,7 @@ turn into one line naming the variable.
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 from deia.config import ConfigError, Env
@@ -27,7 +28,10 @@ if SECRET_KEY is None:
     SECRET_KEY = "django-insecure-development-key"  # noqa: S105 - DEBUG only; check --deploy flags it
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
-TRUST_PROXY = env.bool("TRUST_PROXY", False)
+# Proxies whose X-Forwarded-For/-Proto/-Host are believed (deia/proxies.py); empty: none.
+TRUSTED_PROXIES = env.cidrs("TRUSTED_PROXIES", [])
+if env.raw("TRUST_PROXY") is not None:
+    raise ConfigError("TRUST_PROXY", "replaced by TRUSTED_PROXIES: list the proxies' addresses, e.g. 127.0.0.1/32")
 HOSTNAME = env.str("DEIA_HOSTNAME", socket.gethostname())
 
 INSTALLED_APPS = [
@@ -42,13 +46,15 @@ INSTALLED_APPS = [
     "django_prometheus",
     "django_celery_beat",
     "rest_framework",
-    "rest_framework.authtoken",
+    "deia.apitokens.apps.ApiTokensConfig",
+    "axes",
     "drf_spectacular",
     "ops.apps.OpsConfig",
     "bots.apps.BotsConfig",
 ]
 
 MIDDLEWARE = [
+    "deia.proxies.ForwardedHeadersMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "ops.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -60,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a locked-out sign-in into a 429 page (after the auth backends flagged it).
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -206,7 +214,7 @@ DIAGNOSE_RESTORE_CHECK_MAX_AGE_DAYS = env.float("DIAGNOSE_RESTORE_CHECK_MAX_AGE_
 # --- API --------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "deia.apitokens.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -216,7 +224,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["deia.throttling.UserRateThrottle", "deia.throttling.AnonRateThrottle"],
+    "EXCEPTION_HANDLER": "bots.api.exception_handler",
 }
+# Per signed-in user and per anonymous client address (deia/throttling.py): COUNT/PERIOD or off.
+API_THROTTLE_USER = env.rate("API_THROTTLE_USER", "600/min")
+API_THROTTLE_ANON = env.rate("API_THROTTLE_ANON", "60/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "DEIA Bot Controller API",
     "DESCRIPTION": "Start, stop and chat with a fleet of LLM bots.",
@@ -238,7 +251,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-if TRUST_PROXY:
+if TRUSTED_PROXIES:
+    # Only from trusted peers: ForwardedHeadersMiddleware drops these headers from others.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True
 if SECURE_HTTPS and not DEBUG and SECRET_KEY.startswith("django-insecure"):
@@ -250,6 +264,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Admin sign-in lockout (django-axes): LOGIN_FAILURE_LIMIT failures for one user name or
+# from one address lock that name or address out for LOGIN_LOCKOUT_MINUTES. Each failure
+# up to the lockout is audited, then one auth.lockout row; refused tries write nothing.
+AUTHENTICATION_BACKENDS = ["deia.lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "deia.proxies.client_ip"
+AXES_RESET_ON_SUCCESS = True
+# Tries during a lockout neither extend it nor count: the cooldown ends when it says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Sign-ins are in the audit log already; axes keeps only its failure counters.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 if env.bool("DEIA_FAST_PASSWORD_HASHER", False):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from deia.config import Env
+from deia.config import ConfigError, Env, fail
 
 _base = Path(__file__).resolve().parent.parent
 # Set before any worker imports prometheus_client: it picks its multiprocess value class
@@ -35,11 +35,15 @@ graceful_timeout = 30
 keepalive = 5
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 0))
 max_requests_jitter = max_requests // 10
-# X-Forwarded-Proto is believed only with TRUST_PROXY (as in Django's settings), and then
-# only from the proxy's own address.
-_trust_proxy = Env().bool("TRUST_PROXY", False)
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1") if _trust_proxy else ""
-if not _trust_proxy:
+# X-Forwarded-Proto is believed only from TRUSTED_PROXIES, the same list Django's
+# settings use (deia/proxies.py); none by default. (The uvicorn workers leave forwarded
+# headers to Django: deia.gunicorn_worker turns uvicorn's own proxy handling off.)
+try:
+    _trusted_proxies = Env().cidrs("TRUSTED_PROXIES", [])
+except ConfigError as _err:
+    fail(_err)
+forwarded_allow_ips = ",".join(str(network) for network in _trusted_proxies)
+if not _trusted_proxies:
     secure_scheme_headers: dict[str, str] = {}
 chdir = str(_base)
 wsgi_app = "deia.asgi:application"

@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from ops import admin_tokens  # noqa: F401  (registers the API token admin)
 from ops.audit import audit, client_ip
 from ops.diagnose import overall, run_diagnose
 from ops.diagnose import summary as diagnose_summary

@@ -18,9 +18,7 @@ from ops.audit import audit
 
 
 def audit_target(obj) -> str:
-    """A name for the row that never leaks a secret (a token's primary key is the token)."""
-    if obj._meta.label_lower == "authtoken.token" or obj._meta.label_lower == "authtoken.tokenproxy":
-        return f"token of {obj.user}"
+    """A name for the row (an API token's str() is its prefix and user, never its key)."""
     return f"{obj._meta.label_lower}:{obj.pk} {obj}"[:200]
 
 

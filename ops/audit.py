@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from typing import Any
 
-from django.conf import settings
-
+from deia.proxies import client_ip
 from ops.models import AuditLog
 
 log = logging.getLogger("deia.audit")
 
-
-def client_ip(request) -> str | None:
-    """The caller's address; X-Forwarded-For is believed only behind a trusted proxy."""
-    if request is None:
-        return None
-    candidate = request.META.get("REMOTE_ADDR")
-    if settings.TRUST_PROXY:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-        if hops:
-            # The proxy appends the address it saw; anything before it is client-supplied.
-            candidate = hops[-1]
-    try:
-        return str(ipaddress.ip_address(candidate)) if candidate else None
-    except ValueError:
-        return None
+# client_ip (re-exported here for the admin, the API and the lifecycle) is the one rule of
+# deia/proxies.py: X-Forwarded-For counts only from TRUSTED_PROXIES.
+__all__ = ["audit", "client_ip"]
 
 
 def audit(

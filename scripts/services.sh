@@ -32,6 +32,7 @@ command -v chromedriver >/dev/null || packages+=(chromium-driver)
 command -v systemd-analyze >/dev/null || packages+=(systemd)
 command -v sqlite3 >/dev/null || packages+=(sqlite3)
 command -v logrotate >/dev/null || packages+=(logrotate)
+command -v nginx >/dev/null || packages+=(nginx)
 if ((${#packages[@]})); then
   [ "$(id -u)" = 0 ] || die "missing ${packages[*]}; run as root so apt-get can install them"
   say "installing ${packages[*]}"

@@ -97,3 +97,11 @@ def hanging_server() -> Iterator:
     server = HangingServer()
     yield server
     server.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_api_throttles() -> None:
+    """Every test starts with empty API throttle counters (they live in the shared Redis)."""
+    from django.core.cache import cache
+
+    cache.delete_pattern("throttle_*")

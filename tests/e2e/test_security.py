@@ -59,12 +59,15 @@ def test_responses_carry_security_headers_and_are_compressed(gunicorn):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_forwarded_proto_is_trusted_only_with_trust_proxy(gunicorn):
+def test_forwarded_proto_is_trusted_only_from_trusted_proxies(gunicorn):
     https_only = {"SECURE_HTTPS": "true", "SECRET_KEY": PRODUCTION_SECRET}
     untrusting = gunicorn(workers=1, **https_only)
     response = httpx.get(f"{untrusting}/admin/login/", headers={"X-Forwarded-Proto": "https"})
     assert response.status_code == 301  # the header is ignored: still redirected to https
-    trusting = gunicorn(workers=1, TRUST_PROXY="true", **https_only)
+    elsewhere = gunicorn(workers=1, TRUSTED_PROXIES="10.0.0.0/8", **https_only)
+    response = httpx.get(f"{elsewhere}/admin/login/", headers={"X-Forwarded-Proto": "https"})
+    assert response.status_code == 301  # the peer (loopback) is not one of the trusted proxies
+    trusting = gunicorn(workers=1, TRUSTED_PROXIES="127.0.0.1/32,::1/128", **https_only)
     response = httpx.get(f"{trusting}/admin/login/", headers={"X-Forwarded-Proto": "https"})
     assert response.status_code == 200
     assert "max-age=31536000" in response.headers["Strict-Transport-Security"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
-from rest_framework.authtoken.models import Token
 
 from bots.models import Bot
+from deia.apitokens.models import ApiToken
 from ops.admin_audit import AuditedAdminMixin
 from ops.models import AuditLog
 
@@ -50,12 +52,14 @@ def test_adding_and_editing_a_bot_in_the_admin_is_audited_once_each(admin_client
 
 def test_creating_an_api_token_in_the_admin_is_audited_without_the_token(admin_client, django_user_model):
     client_user = django_user_model.objects.create_user("ci-script")
-    url = reverse("admin:authtoken_tokenproxy_add")
-    assert admin_client.post(url, {"user": client_user.pk}).status_code == 302
-    token = Token.objects.get(user=client_user)
-    row = AuditLog.objects.get(action__endswith=".create", action__startswith="authtoken.")
-    assert row.target == "token of ci-script"
-    assert token.key not in str(row.target) + str(row.details)
+    url = reverse("admin:apitokens_apitoken_add")
+    response = admin_client.post(url, {"user": client_user.pk, "name": "ci", "expires_at_0": "", "expires_at_1": ""})
+    assert response.status_code == 200, response.content
+    token = ApiToken.objects.get(user=client_user)
+    row = AuditLog.objects.get(action="token.create")
+    assert row.target == f"token {token.prefix} of ci-script"
+    (key,) = re.findall(r"\b[0-9a-f]{40}\b", response.content.decode())
+    assert key not in str(row.target) + str(row.details)
 
 
 def test_editing_a_schedule_and_deleting_a_user_in_the_admin_are_audited(admin_client, django_user_model):

@@ -164,11 +164,12 @@ class WebApi:
 
     def __init__(self, url: str, username: str = "observability-operator") -> None:
         from django.contrib.auth import get_user_model
-        from rest_framework.authtoken.models import Token
+
+        from tests.support.tokens import api_key
 
         user, _ = get_user_model().objects.get_or_create(username=username)
         self.url = url
-        self.headers = {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
+        self.headers = {"Authorization": f"Token {api_key(user)}"}
 
     def post(self, path: str, body: dict | None = None, **headers: str) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", json=body or {}, headers={**self.headers, **headers}, timeout=30)

@@ -30,6 +30,10 @@ def parse(method: str, name: str, value: str, *args, **kwargs):
         ("url", "OLLAMA_URL", "localhost:11434", ("http://x", ("http", "https")), "expected a URL"),
         ("cidrs", "METRICS_ALLOWED_CIDRS", "10.0.0.0/8,not-a-net", (["127.0.0.0/8"],), "'not-a-net' is not"),
         ("choice", "LOG_FORMAT", "xml", ("json", ("json", "text")), "expected one of json, text"),
+        ("rate", "API_THROTTLE_USER", "600", ("600/min",), "expected COUNT/PERIOD"),
+        ("rate", "API_THROTTLE_USER", "600/fortnight", ("600/min",), "expected COUNT/PERIOD"),
+        ("rate", "API_THROTTLE_ANON", "0/min", ("60/min",), "expected COUNT/PERIOD"),
+        ("cidrs", "TRUSTED_PROXIES", "nginx.internal", ([],), "'nginx.internal' is not"),
     ],
 )
 def test_each_malformed_variable_names_itself(method, name, value, args, message):
@@ -57,6 +61,12 @@ def test_good_values_parse():
     assert (db["HOST"], db["PORT"], db["NAME"], db["USER"]) == ("db.internal", 5433, "deia", "deia")
     assert db["OPTIONS"]["pool"]["max_size"] > 0
     assert db["CONN_MAX_AGE"] == 0
+
+
+def test_rates_parse_as_drf_writes_them_or_off():
+    assert parse("rate", "API_THROTTLE_USER", " 1200/Minute ", "600/min") == "1200/minute"
+    assert parse("rate", "API_THROTTLE_USER", "off", "600/min") is None
+    assert Env({}).rate("API_THROTTLE_ANON", "60/min") == "60/min"
 
 
 def test_a_unix_socket_database_url_is_accepted():
@@ -99,6 +109,8 @@ def run_manage(env_changes: dict[str, str | None]) -> subprocess.CompletedProces
         ({"MAX_BOTS": "-3"}, "MAX_BOTS: must be at least 0, got -3"),
         ({"BOT_PORT_RANGE": "9000-8000"}, "BOT_PORT_RANGE: first port 9000 is above last port 8000"),
         ({"DEBUG": "false", "SECRET_KEY": None, "SECRET_KEY_FILE": None}, "SECRET_KEY: not set and DEBUG is off"),
+        ({"TRUST_PROXY": "true"}, "TRUST_PROXY: replaced by TRUSTED_PROXIES"),
+        ({"API_THROTTLE_ANON": "lots"}, "API_THROTTLE_ANON: expected COUNT/PERIOD"),
     ],
 )
 def test_start_up_stops_with_one_line(changes, expected):

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from tests.support.tokens import token_client
 
 
 @pytest.fixture
@@ -13,6 +14,4 @@ def operator(django_user_model):
 @pytest.fixture
 def api(operator) -> APIClient:
     """An API client authenticated with the operator's token, as a script would be."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=operator).key}")
-    return client
+    return token_client(operator)

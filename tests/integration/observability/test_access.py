@@ -61,14 +61,16 @@ def test_a_network_in_the_allowlist_is_allowed(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="127.0.0.1").status_code == 403
 
 
-def test_x_forwarded_for_is_ignored_without_trust_proxy(client, settings):
-    settings.TRUST_PROXY = False
+def test_x_forwarded_for_is_ignored_without_trusted_proxies(client, settings):
+    settings.TRUSTED_PROXIES = []
     response = client.get("/metrics", REMOTE_ADDR=OUTSIDE, HTTP_X_FORWARDED_FOR="127.0.0.1")
     assert response.status_code == 403
 
 
 def test_behind_a_trusted_proxy_the_address_it_saw_decides(client, settings):
-    settings.TRUST_PROXY = True
+    import ipaddress
+
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
     # The client prepends a forged loopback; the proxy appends the address it really saw.
     forged = client.get("/metrics", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR=f"127.0.0.1, {OUTSIDE}")
     assert forged.status_code == 403

@@ -1,0 +1,84 @@
+"""API throttles: per user and per anonymous address, shared by every web process.
+
+Both count in the Django cache (Redis in production, so all gunicorn workers and hosts
+share one count; with the embedded local-memory cache each process counts for itself).
+A fixed window with an atomic increment replaces DRF's default list of timestamps:
+one add and one incr per request whatever the rate, and no lost updates between
+processes. Rates come from API_THROTTLE_USER / API_THROTTLE_ANON ("600/min", or "off"),
+read when a throttle is made, so a test can override them.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import throttling
+
+from deia.proxies import client_ip
+
+
+class WindowRateThrottle(throttling.SimpleRateThrottle):
+    rate_setting = ""
+
+    def get_rate(self) -> str | None:
+        return getattr(settings, self.rate_setting)
+
+    def get_ident(self, request) -> str:
+        # The one rule of deia/proxies.py, not DRF's NUM_PROXIES.
+        return client_ip(request) or "unknown"
+
+    def allow_request(self, request, view) -> bool:
+        key = self.get_cache_key(request, view)
+        return key is None or self.hit(key)
+
+    def hit(self, key: str) -> bool:
+        """Count one request against key; False once the window's count is over the rate."""
+        if self.rate is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.retry_after = (window + 1) * self.duration - now
+        key = f"{key}_{window}"
+        self.cache.add(key, 0, timeout=self.duration + 1)
+        try:
+            count = self.cache.incr(key)
+        except ValueError:  # the window's key expired between add and incr
+            self.cache.add(key, 1, timeout=self.duration + 1)
+            count = 1
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return self.retry_after
+
+
+class UserRateThrottle(WindowRateThrottle):
+    """API_THROTTLE_USER per signed-in user (token or session); anonymous callers pass."""
+
+    scope = "user"
+    rate_setting = "API_THROTTLE_USER"
+
+    def get_cache_key(self, request, view) -> str | None:
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": user.pk}
+
+
+class AnonRateThrottle(WindowRateThrottle):
+    """API_THROTTLE_ANON per client address for callers that are not signed in."""
+
+    scope = "anon"
+    rate_setting = "API_THROTTLE_ANON"
+
+    def get_cache_key(self, request, view) -> str | None:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            return None
+        return self.address_key(request)
+
+    def address_key(self, request) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+    def allow_failed_authentication(self, request) -> bool:
+        """Count a refused credential against its address (called during authentication,
+        when request.user cannot be asked yet)."""
+        return self.hit(self.address_key(request))
