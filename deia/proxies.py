@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -79,8 +80,15 @@ class ForwardedHeadersMiddleware:
     get_host() never see a header a client wrote itself.
     """
 
+    # Nothing here waits: the same call works in a sync and an async chain (for an async
+    # one, get_response returns the coroutine Django awaits).
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
         if not peer_is_trusted(request):
