@@ -162,7 +162,11 @@ class WebApi:
         from django.contrib.auth import get_user_model
         from rest_framework.authtoken.models import Token
 
+        from bots.access import CHAT, MANAGE_ALL, OPERATE
+        from tests.support.perms import grant
+
         user, _ = get_user_model().objects.get_or_create(username="observability-operator")
+        grant(user, OPERATE, CHAT, MANAGE_ALL)
         self.url = url
         self.headers = {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
 

@@ -4,10 +4,16 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from bots.access import CHAT, MANAGE_ALL, OPERATE
+from tests.support.perms import grant
+
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", password="x")
+    """An operator of the whole fleet: starts, stops and chats with every team's bots."""
+    user = django_user_model.objects.create_user("operator", password="x")
+    grant(user, OPERATE, CHAT, MANAGE_ALL)
+    return user
 
 
 @pytest.fixture
