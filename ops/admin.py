@@ -14,8 +14,9 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from ops import admin_beat
 from ops.audit import audit, client_ip
-from ops.diagnose import overall, run_diagnose
+from ops.diagnose import cached_diagnose, overall
 from ops.diagnose import summary as diagnose_summary
 from ops.flags import starts_frozen
 from ops.maintenance.runs import last_finished
@@ -131,20 +132,35 @@ def operations_urls(site) -> list:
     ]
 
 
+# The page needs VIEW; its buttons (jobs, remedies) need VIEW and OPERATE.
+VIEW = "ops.view_operations"
+OPERATE = "ops.operate"
+
+
 def _context(request, **extra) -> dict:
     return {**admin.site.each_context(request), "title": "Operations", "can_operate": _can_operate(request), **extra}
 
 
+def _can_view(request) -> bool:
+    return request.user.has_perm(VIEW)
+
+
 def _can_operate(request) -> bool:
-    return request.user.has_perm("ops.operate")
+    return _can_view(request) and request.user.has_perm(OPERATE)
 
 
 @never_cache
 def operations_view(request: HttpRequest) -> HttpResponse:
-    checks = run_diagnose()
+    if not _can_view(request):
+        raise PermissionDenied
+    diagnosis = cached_diagnose()
+    checks = diagnosis.checks
     context = _context(
         request,
         checks=checks,
+        checked_at=diagnosis.at,
+        checked_seconds_ago=round(diagnosis.age_seconds),
+        cache_seconds=settings.DIAGNOSE_CACHE_SECONDS,
         overall=overall(checks).name,
         summary=diagnose_summary(checks),
         jobs=list(MAINTENANCE_TASKS),
@@ -168,10 +184,10 @@ def run_job_view(request: HttpRequest, job: str) -> HttpResponse:
         return _back(request)
     from ops import tasks
 
-    actor = request.user.get_username()
+    # The run's actor is "celery" (tasks take no actor); who asked is this audit row.
     with transaction.atomic():
         audit("maintenance.enqueue", request=request, target=job, details={"job": job})
-        transaction.on_commit(lambda: getattr(tasks, job).apply_async(kwargs={"actor": actor}))
+        transaction.on_commit(lambda: getattr(tasks, job).apply_async())
     messages.success(request, f"{job} queued on the maintenance queue; its run appears under Maintenance runs.")
     return _back(request)
 
@@ -276,3 +292,7 @@ REMEDY_HANDLERS = {
     "freeze": _freeze,
     "unfreeze": _unfreeze,
 }
+
+
+# django-celery-beat's schedules: superusers only, schedulable tasks only (ops.admin_beat).
+admin_beat.register()
