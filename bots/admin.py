@@ -100,7 +100,13 @@ class TeamScopedAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def refuse_action(self, request, action: str, selected: list[str]) -> None:
-        """Raise PermissionDenied or Http404 before an action runs on what it may not touch."""
+        """Raise PermissionDenied or Http404 before an action runs on what it may not touch.
+
+        An action the user may not run is a 403 (Django would only say "no action selected");
+        the permission is checked before the bots are looked up, as in the API.
+        """
+        if action not in self.get_actions(request):
+            raise PermissionDenied
         self._visible_or_404(request, selected)
 
 
@@ -208,6 +214,12 @@ class BotAdmin(AuditedAdminMixin, TeamScopedAdmin):
                 f"{obj.name}: its process is being stopped; the bot will be deleted once the process has exited.",
                 messages.WARNING,
             )
+
+    def get_deleted_objects(self, objs, request):
+        # A bot's messages go with it; that their admin is read-only must not forbid deleting the bot.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(ChatMessage._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
 
     def delete_queryset(self, request, queryset) -> None:
         for bot in queryset:
