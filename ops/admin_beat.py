@@ -53,6 +53,8 @@ class SchedulableTaskForm(beat_admin.PeriodicTaskForm):
     task = forms.ChoiceField(label="Task", choices=task_choices, help_text="The reconcile or a maintenance job")
 
     def clean(self):
+        if "task" not in self.cleaned_data:
+            return self.cleaned_data  # not one of the choices: the field says so (the base clean would fail)
         data = super().clean()
         task, args, kwargs = data.get("task"), data.get("args"), data.get("kwargs")
         if task in SCHEDULABLE_TASKS and args is not None and kwargs is not None:
