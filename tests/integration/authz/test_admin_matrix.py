@@ -331,3 +331,22 @@ def test_with_the_permission_it_works(
     case.works(response, own_bot, user)
     if case.audited_verb or case.name.startswith("operations run "):
         assert len(callbacks) == 1  # the reconcile, restart or job is enqueued after the commit
+
+
+def test_the_operate_actions_are_offered_only_with_the_permission(admin_as, make_user, own_bot):
+    def offered(user) -> set[str]:
+        form = admin_as(user).get(CHANGELIST).context["action_form"]  # None: no action at all
+        return {name for name, _ in form.fields["action"].choices if name} if form else set()
+
+    assert offered(make_user(VIEW_BOT, CHANGE_BOT)).isdisjoint(OPERATE_ACTIONS)
+    assert offered(make_user(VIEW_BOT, OPERATE)) >= set(OPERATE_ACTIONS)
+
+
+def test_the_operations_buttons_are_shown_only_with_the_permission(admin_as, make_user):
+    def page(*perms) -> str:
+        return admin_as(make_user(*perms)).get(reverse("admin:ops_operations")).content.decode()
+
+    looker = page(VIEW_OPS)
+    assert "Run backup now" not in looker and "Freeze new bot starts" not in looker
+    operator = page(VIEW_OPS, OPERATE_OPS)
+    assert "Run backup now" in operator and "Freeze new bot starts" in operator

@@ -77,8 +77,11 @@ def test_the_admin_list_shows_a_manager_every_bot_and_a_member_their_teams(admin
         page = admin_as(user).get(reverse("admin:bots_bot_changelist"))
         return {bot.slug for bot in page.context["cl"].result_list}
 
-    assert listed(make_user("bots.view_bot", MANAGE_ALL, team=None)) == {"blue-bot", "red-bot", "lone-bot"}
+    manager = make_user("bots.view_bot", MANAGE_ALL, team=None)
+    assert listed(manager) == {"blue-bot", "red-bot", "lone-bot"}
     assert listed(make_user("bots.view_bot")) == {"blue-bot"}
+    for bot in (fleet["red"], fleet["none"]):
+        assert admin_as(manager).get(reverse("admin:bots_bot_change", args=[bot.pk])).status_code == 200
 
 
 def test_the_bot_list_api_of_a_team_member_is_three_queries(api_as, make_user, teams, django_assert_max_num_queries):
