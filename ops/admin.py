@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from bots import access
 from ops import admin_beat
 from ops.audit import audit, client_ip
 from ops.diagnose import cached_diagnose, overall
@@ -122,6 +123,8 @@ def render_details(details: dict) -> str:
 # --- the Operations page -------------------------------------------------------------
 # Remedies that need a confirmation step show what they would do first.
 REMEDIES = ("terminate_idle_connections", "cancel_query", "clear_cache", "stop_least_used", "freeze", "unfreeze")
+# Remedies that act on bots of every team also need what the API would ask for that.
+REMEDY_NEEDS = {"stop_least_used": (access.MANAGE_ALL, access.OPERATE)}
 
 
 def operations_urls(site) -> list:
@@ -138,7 +141,13 @@ OPERATE = "ops.operate"
 
 
 def _context(request, **extra) -> dict:
-    return {**admin.site.each_context(request), "title": "Operations", "can_operate": _can_operate(request), **extra}
+    return {
+        **admin.site.each_context(request),
+        "title": "Operations",
+        "can_operate": _can_operate(request),
+        "can_stop_bots": _can_remedy(request, "stop_least_used"),
+        **extra,
+    }
 
 
 def _can_view(request) -> bool:
@@ -147,6 +156,10 @@ def _can_view(request) -> bool:
 
 def _can_operate(request) -> bool:
     return _can_view(request) and request.user.has_perm(OPERATE)
+
+
+def _can_remedy(request, remedy: str) -> bool:
+    return _can_operate(request) and all(access.may(request.user, perm) for perm in REMEDY_NEEDS.get(remedy, ()))
 
 
 @never_cache
@@ -194,7 +207,7 @@ def run_job_view(request: HttpRequest, job: str) -> HttpResponse:
 
 @require_POST
 def remedy_view(request: HttpRequest, remedy: str) -> HttpResponse:
-    if not _can_operate(request):
+    if not _can_remedy(request, remedy):
         raise PermissionDenied
     if remedy not in REMEDIES:
         messages.error(request, f"Unknown remedy {remedy!r}.")

@@ -15,10 +15,10 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from bots.access import CHAT, OPERATE
+from bots.access import CHAT, MANAGE_ALL, OPERATE
 from bots.admin import OPERATE_ACTIONS, BotAdmin
 from bots.models import Bot, ChatMessage, DesiredState
-from ops.admin import REMEDIES
+from ops.admin import REMEDIES, REMEDY_NEEDS
 from ops.diagnose import CACHE_KEY
 from ops.flags import starts_frozen
 from ops.metrics import MAINTENANCE_TASKS
@@ -169,9 +169,8 @@ BUTTONS: dict[str, tuple[dict, Callable]] = {
 def _button(remedy: str) -> Case:
     data, works = BUTTONS[remedy]
     url = reverse("admin:ops_operations_remedy", args=[remedy])
-    return Case(
-        f"operations {remedy}", "post", lambda bot: url, (OPERATE_OPS,), works, (VIEW_OPS,), lambda bot: data, False
-    )
+    needs = (OPERATE_OPS, *REMEDY_NEEDS.get(remedy, ()))
+    return Case(f"operations {remedy}", "post", lambda bot: url, needs, works, (VIEW_OPS,), lambda bot: data, False)
 
 
 def _run_job(job: str) -> Case:
@@ -350,3 +349,16 @@ def test_the_operations_buttons_are_shown_only_with_the_permission(admin_as, mak
     assert "Run backup now" not in looker and "Freeze new bot starts" not in looker
     operator = page(VIEW_OPS, OPERATE_OPS)
     assert "Run backup now" in operator and "Freeze new bot starts" in operator
+
+
+def test_stopping_least_used_bots_of_every_team_needs_the_fleet_wide_bot_permissions_too(
+    admin_as, make_user, django_capture_on_commit_callbacks
+):
+    url = reverse("admin:ops_operations_remedy", args=["stop_least_used"])
+    for perms in [(), (MANAGE_ALL,), (OPERATE,)]:
+        user = make_user(VIEW_OPS, OPERATE_OPS, *perms)
+        page = admin_as(user).get(reverse("admin:ops_operations")).content.decode()
+        assert "Stop least-used bots" not in page and "Freeze new bot starts" in page
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert admin_as(user).post(url, {"keep": "0", "confirm": "yes"}).status_code == 403
+        assert callbacks == [] and audit_rows() == []
