@@ -26,6 +26,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Permission  # noqa: E402
 
 from bench.support import gunicorn  # noqa: E402
 from bots.models import Bot  # noqa: E402
@@ -64,6 +65,8 @@ def main() -> int:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
     user, _ = get_user_model().objects.get_or_create(username="bench-api", defaults={"is_staff": True})
+    # Sees every team's bots (bots.manage_all_bots), as a fleet-wide script would.
+    user.user_permissions.add(Permission.objects.get(content_type__app_label="bots", codename="manage_all_bots"))
     token, key = ApiToken.objects.issue(user, name="bench")
     made = []
     for i in range(10 - Bot.objects.count()):

@@ -3,10 +3,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from bots import lifecycle
+from bots import access, lifecycle
 from bots.models import Bot, ChatMessage, Status
 from ops.admin import ReadOnlyAdmin
 from ops.admin_audit import AuditedAdminMixin
@@ -40,39 +43,139 @@ PROCESS_FIELDS = (
 )
 
 
+class VisibleBotFilter(admin.RelatedFieldListFilter):
+    """A filter by bot that lists only the bots the user may see."""
+
+    def field_choices(self, field, request, model_admin):
+        return list(access.visible_bots(request.user).values_list("pk", "name"))
+
+
+class TeamFilter(admin.RelatedFieldListFilter):
+    """A filter by team that lists only the teams the user may give a bot."""
+
+    def field_choices(self, field, request, model_admin):
+        return list(access.team_choices(request.user).values_list("pk", "name"))
+
+
+class TeamScopedAdmin(admin.ModelAdmin):
+    """Objects of bots the user may not see are not there: absent from lists, 404 by URL.
+
+    `bot_path` leads from the model to its bot ("" for Bot itself). An id that is not
+    visible (another team's, a deleted one, or not an id at all) is a 404 alike, so the
+    answer never tells whether another team's bot exists.
+    """
+
+    bot_path = ""
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if access.sees_all(request.user):
+            return queryset
+        if not self.bot_path:
+            return access.visible_bots(request.user, queryset)
+        return queryset.filter(**{f"{self.bot_path}__in": access.visible_bots(request.user).values("pk")})
+
+    def _visible_or_404(self, request, object_ids) -> None:
+        ids = {str(pk) for pk in object_ids}
+        if not all(pk.isdigit() for pk in ids) or self.get_queryset(request).filter(pk__in=ids).count() != len(ids):
+            raise Http404(f"No {self.opts.verbose_name} with that id.")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if object_id is not None:
+            self._visible_or_404(request, [object_id])
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        self._visible_or_404(request, [object_id])
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request, object_id, extra_context=None):
+        self._visible_or_404(request, [object_id])
+        return super().history_view(request, object_id, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        action = posted_action(request)
+        if action:
+            self.refuse_action(request, action, request.POST.getlist(ACTION_CHECKBOX_NAME))
+        return super().changelist_view(request, extra_context)
+
+    def refuse_action(self, request, action: str, selected: list[str]) -> None:
+        """Raise PermissionDenied or Http404 before an action runs on what it may not touch.
+
+        An action the user may not run is a 403 (Django would only say "no action selected");
+        the permission is checked before the bots are looked up, as in the API.
+        """
+        if action not in self.get_actions(request):
+            raise PermissionDenied
+        self._visible_or_404(request, selected)
+
+
+def posted_action(request) -> str | None:
+    """The admin action a changelist POST asks for (the form at the top or the bottom)."""
+    if request.method != "POST" or "_save" in request.POST:
+        return None
+    names = request.POST.getlist("action")
+    index = request.POST.get("index", "0")
+    position = int(index) if index.isdigit() else 0
+    return names[position] if position < len(names) else None
+
+
+# The admin actions that start, stop or restart, with the verb of their *_denied audit row.
+OPERATE_ACTIONS = {"start_bots": "start", "stop_bots": "stop", "restart_bots": "restart"}
+
+
 @admin.register(Bot)
-class BotAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class BotAdmin(AuditedAdminMixin, TeamScopedAdmin):
     # A deletion is audited by the lifecycle, which stops the process first.
     audit_admin_deletions = False
     list_display = (
         "name",
         "status_badge",
         "desired_state",
+        "team",
         "address",
         "uptime_display",
         "restart_count",
         "short_error",
     )
-    list_filter = ("status", "desired_state", "backend")
+    list_select_related = ("team",)
+    list_filter = ("status", "desired_state", "backend", ("team", TeamFilter))
     search_fields = ("name", "slug", "model_name", "host")
     prepopulated_fields = {"slug": ("name",)}
     # desired_state changes only through the actions, which audit and enqueue the reconcile.
     readonly_fields = ("desired_state", *PROCESS_FIELDS, "address", "uptime_display", "created_at", "updated_at")
     fieldsets = (
-        (None, {"fields": ("name", "slug", "backend", "model_name", "system_prompt", "desired_state")}),
+        (None, {"fields": ("name", "slug", "team", "backend", "model_name", "system_prompt", "desired_state")}),
         ("Process", {"fields": (*PROCESS_FIELDS[:6], "address", "uptime_display", *PROCESS_FIELDS[6:])}),
         ("Record", {"fields": ("created_at", "updated_at")}),
     )
     actions = ("start_bots", "stop_bots", "restart_bots")
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = dict(extra_context or {})
-        if object_id and str(object_id).isdigit():
+    def has_operate_permission(self, request) -> bool:
+        return access.may(request.user, access.OPERATE)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "team" and not access.sees_all(request.user):
+            # A team member gives a bot one of their own teams, never none (it would vanish for them).
+            kwargs["queryset"] = access.team_choices(request.user)
+            kwargs["required"] = True
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def refuse_action(self, request, action: str, selected: list[str]) -> None:
+        if action in OPERATE_ACTIONS and not self.has_operate_permission(request):
+            access.audit_denied(OPERATE_ACTIONS[action], request.user, selected, request=request)
+            raise PermissionDenied
+        super().refuse_action(request, action, selected)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # Messages are chat content: shown with bots.chat_bot only, as the API shows them.
+        context["may_chat"] = access.may(request.user, access.CHAT)
+        if obj is not None and context["may_chat"]:
             # Served by the (bot, -created_at) index; the full history is in Chat messages.
-            extra_context["recent_messages"] = list(
-                ChatMessage.objects.filter(bot_id=int(object_id)).order_by("-created_at", "-id")[:RECENT_MESSAGES]
+            context["recent_messages"] = list(
+                ChatMessage.objects.filter(bot_id=obj.pk).order_by("-created_at", "-id")[:RECENT_MESSAGES]
             )
-        return super().change_view(request, object_id, form_url, extra_context)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def _apply(self, request, queryset, request_fn: Callable, verb: str) -> None:
         """Call the lifecycle for each selected bot and report each bot's result."""
@@ -87,15 +190,15 @@ class BotAdmin(AuditedAdminMixin, admin.ModelAdmin):
             else:
                 self.message_user(request, f"{bot.name}: {verb} requested", messages.SUCCESS)
 
-    @admin.action(description="Start selected bots", permissions=["change"])
+    @admin.action(description="Start selected bots", permissions=["operate"])
     def start_bots(self, request, queryset) -> None:
         self._apply(request, queryset, lifecycle.request_start, "start")
 
-    @admin.action(description="Stop selected bots", permissions=["change"])
+    @admin.action(description="Stop selected bots", permissions=["operate"])
     def stop_bots(self, request, queryset) -> None:
         self._apply(request, queryset, lifecycle.request_stop, "stop")
 
-    @admin.action(description="Restart selected bots", permissions=["change"])
+    @admin.action(description="Restart selected bots", permissions=["operate"])
     def restart_bots(self, request, queryset) -> None:
         self._apply(request, queryset, lifecycle.request_restart, "restart")
 
@@ -111,6 +214,12 @@ class BotAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 f"{obj.name}: its process is being stopped; the bot will be deleted once the process has exited.",
                 messages.WARNING,
             )
+
+    def get_deleted_objects(self, objs, request):
+        # A bot's messages go with it; that their admin is read-only must not forbid deleting the bot.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(ChatMessage._meta.verbose_name)
+        return deleted, counts, perms_needed, protected
 
     def delete_queryset(self, request, queryset) -> None:
         for bot in queryset:
@@ -152,13 +261,22 @@ class BotAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(ChatMessage)
-class ChatMessageAdmin(ReadOnlyAdmin):
+class ChatMessageAdmin(TeamScopedAdmin, ReadOnlyAdmin):
+    """Messages are read with bots.chat_bot, as in the API (the model's view permission is not enough)."""
+
+    bot_path = "bot"
     list_display = ("created_at", "bot", "role", "short_content", "latency_ms", "conversation")
-    list_filter = ("role", "bot", "created_at")
+    list_filter = ("role", ("bot", VisibleBotFilter), "created_at")
     list_select_related = ("bot",)
     search_fields = ("content", "=conversation")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return access.may(request.user, access.CHAT)
+
+    def has_module_permission(self, request) -> bool:
+        return self.has_view_permission(request)
 
     @admin.display(description="Content")
     def short_content(self, message: ChatMessage) -> str:

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from bots import lifecycle
+from bots import access, lifecycle
 from bots.models import Bot
 from bots.serializers import BotSerializer, ErrorSerializer
 from ops.audit import client_ip
@@ -47,19 +47,32 @@ def exception_handler(exc, context):
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input; detail holds the field errors"),
     401: OpenApiResponse(ErrorSerializer, description="Missing or invalid credentials"),
-    404: OpenApiResponse(ErrorSerializer, description="No such bot"),
+    403: OpenApiResponse(ErrorSerializer, description="The user lacks the permission this action needs"),
+    404: OpenApiResponse(ErrorSerializer, description="No such bot, or one of another team"),
 }
 
 
-@extend_schema(responses={200: BotSerializer, 401: ERRORS[401], 404: ERRORS[404]})
+@extend_schema(responses={200: BotSerializer, 401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]})
 class BotViewSet(viewsets.ReadOnlyModelViewSet):
     """Bots with their desired state and observed status."""
 
     serializer_class = BotSerializer
     # The system prompt is not part of the API's bot (it can be long): not read at all.
-    queryset = Bot.objects.order_by("name").defer("system_prompt")
+    queryset = Bot.objects.order_by("name").defer("system_prompt").select_related("team")
     # The fleet is bounded (bots are configuration), so the list is one page.
     pagination_class = None
+    # A login to read bots, bots.operate_bot to start/stop/restart, bots.chat_bot for messages.
+    permission_classes = [access.BotActionPermission]
+
+    def get_queryset(self):
+        # Other teams' bots are not there at all: lists leave them out, their URLs are 404s.
+        return access.visible_bots(self.request.user, super().get_queryset())
+
+    def permission_denied(self, request, message=None, code=None):
+        # A refused start/stop/restart by a logged-in user is on record (once per request).
+        if request.user and request.user.is_authenticated and self.action in access.OPERATE_ACTIONS:
+            access.audit_denied(self.action, request.user, [self.kwargs.get("pk")], request=request)
+        super().permission_denied(request, message, code)
 
     def get_exception_handler(self):
         return exception_handler
@@ -72,7 +85,11 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=None,
-        responses={202: BotSerializer, 409: OpenApiResponse(ErrorSerializer, description="Refused by MAX_BOTS")},
+        responses={
+            202: BotSerializer,
+            403: ERRORS[403],
+            409: OpenApiResponse(ErrorSerializer, description="Refused by MAX_BOTS"),
+        },
     )
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
@@ -83,7 +100,7 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(str(exc), code="start_refused") from exc
         return self._changed(bot)
 
-    @extend_schema(request=None, responses={202: BotSerializer})
+    @extend_schema(request=None, responses={202: BotSerializer, 403: ERRORS[403]})
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str | None = None) -> Response:
         """Ask for the bot to stop; its host's worker stops the process."""
@@ -91,7 +108,11 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=None,
-        responses={202: BotSerializer, 409: OpenApiResponse(ErrorSerializer, description="Refused by a freeze")},
+        responses={
+            202: BotSerializer,
+            403: ERRORS[403],
+            409: OpenApiResponse(ErrorSerializer, description="Refused by a freeze"),
+        },
     )
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str | None = None) -> Response:
@@ -105,7 +126,7 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
 
 def get_visible_bot(view, request: Request, pk: int) -> Bot:
     """The bot if this user may see it (else 404), its object permissions checked."""
-    bot = Bot.objects.filter(pk=pk).defer("system_prompt").first()
+    bot = access.visible_bots(request.user, Bot.objects.defer("system_prompt")).filter(pk=pk).first()
     if bot is None:
         raise exceptions.NotFound()
     view.check_object_permissions(request, bot)

@@ -29,6 +29,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from bots import access
 from bots.api import ERRORS, Conflict, exception_handler, get_visible_bot
 from bots.metrics import CHAT_REJECTED, REJECT_USER_LIMIT
 from bots.models import Bot, ChatMessage, Status
@@ -98,7 +99,8 @@ class JSONWhateverAccepted(DefaultContentNegotiation):
 class BotMessagesView(APIView):
     """A bot's messages, newest first (GET), and sending it one (POST)."""
 
-    action = "messages"  # the permission classes grant by action, as on BotViewSet
+    action = "messages"  # bots.chat_bot, granted by action as on BotViewSet
+    permission_classes = [access.BotActionPermission]
     serializer_class = ChatMessageSerializer
     content_negotiation_class = JSONWhateverAccepted
 
@@ -108,7 +110,7 @@ class BotMessagesView(APIView):
     # --- history -----------------------------------------------------------------------
     @extend_schema(
         operation_id="bots_messages_list",
-        responses={200: ChatMessageSerializer(many=True), 401: ERRORS[401], 404: ERRORS[404]},
+        responses={200: ChatMessageSerializer(many=True), 401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]},
     )
     async def get(self, request: Request, pk: int) -> Response:
         return await sync_to_async(self._history)(request, pk)
@@ -133,6 +135,7 @@ class BotMessagesView(APIView):
             ),
             400: ERRORS[400],
             401: ERRORS[401],
+            403: ERRORS[403],
             404: ERRORS[404],
             409: OpenApiResponse(ErrorSerializer, description="The bot is not running"),
             429: OpenApiResponse(ErrorSerializer, description="bot_busy or user_limit, with Retry-After"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 
@@ -56,6 +57,16 @@ class Bot(models.Model):
     backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.OLLAMA)
     model_name = models.CharField(max_length=200, default="llama3.2", help_text="Model the backend serves")
     system_prompt = models.TextField(blank=True)
+    # SET_NULL, not PROTECT: deleting a team never deletes a bot nor is blocked by one; its
+    # bots fall back to "no team", which only superusers and bots.manage_all_bots see (fails closed).
+    team = models.ForeignKey(
+        Group,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="bots",
+        help_text="The team (group) whose members see and act on this bot; empty: only bot managers see it",
+    )
 
     desired_state = models.CharField(max_length=20, choices=DesiredState.choices, default=DesiredState.STOPPED)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.STOPPED, editable=False)
@@ -77,6 +88,9 @@ class Bot(models.Model):
     # Given to the runner at each start (in its environment) and sent by the web's relay:
     # /chat refuses a request without it. Never shown in the admin, the API or the audit.
     chat_secret = models.CharField(max_length=64, blank=True, editable=False)
+    # Set by an operator's delete while the process still runs: the stop transition deletes
+    # the row once the process is gone. The intent lives here, never in a task's arguments.
+    delete_requested = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -84,6 +98,12 @@ class Bot(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # Declared once; bots.access names them, the README's "Who may do what" table explains them.
+        permissions = [
+            ("operate_bot", "Can start, stop and restart bots"),
+            ("chat_bot", "Can send messages to bots and read their messages"),
+            ("manage_all_bots", "Can see and act on every team's bots"),
+        ]
         indexes = [
             # Reconcile scans bots by desired state and status every 10 s.
             models.Index(fields=["desired_state", "status"], name="bot_desired_status_idx"),

@@ -15,6 +15,9 @@ MAX_MESSAGE_BYTES = 32 * 1024
 class BotSerializer(serializers.ModelSerializer):
     address = serializers.CharField(read_only=True, help_text="host:port the bot answers on (empty when stopped)")
     uptime_seconds = serializers.SerializerMethodField()
+    team = serializers.SlugRelatedField(
+        slug_field="name", read_only=True, allow_null=True, help_text="The team (group) the bot belongs to, or null"
+    )
 
     class Meta:
         model = Bot
@@ -24,6 +27,7 @@ class BotSerializer(serializers.ModelSerializer):
             "slug",
             "backend",
             "model_name",
+            "team",
             "desired_state",
             "status",
             "pid",
@@ -56,6 +60,7 @@ class BotSerializer(serializers.ModelSerializer):
             "slug": bot.slug,
             "backend": bot.backend,
             "model_name": bot.model_name,
+            "team": bot.team.name if bot.team_id else None,
             "desired_state": bot.desired_state,
             "status": bot.status,
             "pid": bot.pid,

@@ -42,14 +42,16 @@ def reconcile_bot(bot_id: int) -> str:
 
 
 @shared_task(name="bots.tasks.stop_bot")
-def stop_bot(bot_id: int, delete: bool = False) -> str:
+def stop_bot(bot_id: int) -> str:
+    """Stop a bot's process. It never deletes on its own say: only a bot an operator deleted
+    (Bot.delete_requested, set by lifecycle.request_delete) goes once stopped."""
     from bots.models import Bot
 
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is not None and dispatch.owned_elsewhere(bot):
-        dispatch.send("bots.tasks.stop_bot", [bot_id, delete], dispatch.queue_for(bot))
+        dispatch.send("bots.tasks.stop_bot", [bot_id], dispatch.queue_for(bot))
         return "rerouted"
-    return transitions.stop_bot(bot_id, delete=delete)
+    return transitions.stop_bot(bot_id)
 
 
 @shared_task(name="bots.tasks.restart_bot")

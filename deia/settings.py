@@ -204,6 +204,8 @@ IDLE_CONNECTION_MINUTES = env.float("IDLE_CONNECTION_MINUTES", 30.0, minimum=0.0
 SLOW_QUERY_SECONDS = env.float("SLOW_QUERY_SECONDS", 10.0, minimum=0.0)
 DIAGNOSE_WEB_URL = env.url("DIAGNOSE_WEB_URL", "http://127.0.0.1:8000", ("http", "https"))
 DIAGNOSE_TIMEOUT = env.float("DIAGNOSE_TIMEOUT", 5.0, minimum=0.1)
+# The Operations page shows diagnose results at most this old (0: run the checks on every load).
+DIAGNOSE_CACHE_SECONDS = env.int("DIAGNOSE_CACHE_SECONDS", 15, minimum=0, maximum=3600)
 DIAGNOSE_DISK_WARN_PERCENT = env.float("DIAGNOSE_DISK_WARN_PERCENT", 20.0)
 DIAGNOSE_DISK_CRIT_PERCENT = env.float("DIAGNOSE_DISK_CRIT_PERCENT", 5.0)
 DIAGNOSE_MEMORY_WARN_PERCENT = env.float("DIAGNOSE_MEMORY_WARN_PERCENT", 15.0)
@@ -267,7 +269,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # Admin sign-in lockout (django-axes): LOGIN_FAILURE_LIMIT failures for one user name or
 # from one address lock that name or address out for LOGIN_LOCKOUT_MINUTES. Each failure
 # up to the lockout is audited, then one auth.lockout row; refused tries write nothing.
-AUTHENTICATION_BACKENDS = ["deia.lockout.LockoutBackend", "django.contrib.auth.backends.ModelBackend"]
+# ModelBackend with a user's permissions in one query (the API checks one on most requests).
+AUTHENTICATION_BACKENDS = ["deia.lockout.LockoutBackend", "deia.auth.OneQueryModelBackend"]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]

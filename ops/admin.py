@@ -14,9 +14,13 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from ops import admin_tokens  # noqa: F401  (registers the API token admin)
+from bots import access
+from ops import (
+    admin_beat,
+    admin_tokens,  # noqa: F401  (registers the API token admin)
+)
 from ops.audit import audit, client_ip
-from ops.diagnose import overall, run_diagnose
+from ops.diagnose import cached_diagnose, overall
 from ops.diagnose import summary as diagnose_summary
 from ops.flags import starts_frozen
 from ops.maintenance.runs import last_finished
@@ -122,6 +126,8 @@ def render_details(details: dict) -> str:
 # --- the Operations page -------------------------------------------------------------
 # Remedies that need a confirmation step show what they would do first.
 REMEDIES = ("terminate_idle_connections", "cancel_query", "clear_cache", "stop_least_used", "freeze", "unfreeze")
+# Remedies that act on bots of every team also need what the API would ask for that.
+REMEDY_NEEDS = {"stop_least_used": (access.MANAGE_ALL, access.OPERATE)}
 
 
 def operations_urls(site) -> list:
@@ -132,20 +138,45 @@ def operations_urls(site) -> list:
     ]
 
 
+# The page needs VIEW; its buttons (jobs, remedies) need VIEW and OPERATE.
+VIEW = "ops.view_operations"
+OPERATE = "ops.operate"
+
+
 def _context(request, **extra) -> dict:
-    return {**admin.site.each_context(request), "title": "Operations", "can_operate": _can_operate(request), **extra}
+    return {
+        **admin.site.each_context(request),
+        "title": "Operations",
+        "can_operate": _can_operate(request),
+        "can_stop_bots": _can_remedy(request, "stop_least_used"),
+        **extra,
+    }
+
+
+def _can_view(request) -> bool:
+    return request.user.has_perm(VIEW)
 
 
 def _can_operate(request) -> bool:
-    return request.user.has_perm("ops.operate")
+    return _can_view(request) and request.user.has_perm(OPERATE)
+
+
+def _can_remedy(request, remedy: str) -> bool:
+    return _can_operate(request) and all(access.may(request.user, perm) for perm in REMEDY_NEEDS.get(remedy, ()))
 
 
 @never_cache
 def operations_view(request: HttpRequest) -> HttpResponse:
-    checks = run_diagnose()
+    if not _can_view(request):
+        raise PermissionDenied
+    diagnosis = cached_diagnose()
+    checks = diagnosis.checks
     context = _context(
         request,
         checks=checks,
+        checked_at=diagnosis.at,
+        checked_seconds_ago=round(diagnosis.age_seconds),
+        cache_seconds=settings.DIAGNOSE_CACHE_SECONDS,
         overall=overall(checks).name,
         summary=diagnose_summary(checks),
         jobs=list(MAINTENANCE_TASKS),
@@ -169,17 +200,17 @@ def run_job_view(request: HttpRequest, job: str) -> HttpResponse:
         return _back(request)
     from ops import tasks
 
-    actor = request.user.get_username()
+    # The run's actor is "celery" (tasks take no actor); who asked is this audit row.
     with transaction.atomic():
         audit("maintenance.enqueue", request=request, target=job, details={"job": job})
-        transaction.on_commit(lambda: getattr(tasks, job).apply_async(kwargs={"actor": actor}))
+        transaction.on_commit(lambda: getattr(tasks, job).apply_async())
     messages.success(request, f"{job} queued on the maintenance queue; its run appears under Maintenance runs.")
     return _back(request)
 
 
 @require_POST
 def remedy_view(request: HttpRequest, remedy: str) -> HttpResponse:
-    if not _can_operate(request):
+    if not _can_remedy(request, remedy):
         raise PermissionDenied
     if remedy not in REMEDIES:
         messages.error(request, f"Unknown remedy {remedy!r}.")
@@ -277,3 +308,7 @@ REMEDY_HANDLERS = {
     "freeze": _freeze,
     "unfreeze": _unfreeze,
 }
+
+
+# django-celery-beat's schedules: superusers only, schedulable tasks only (ops.admin_beat).
+admin_beat.register()

@@ -98,7 +98,10 @@ class MaintenanceRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        permissions = [("operate", "Can run maintenance jobs and remediations from the Operations page")]
+        permissions = [
+            ("view_operations", "Can see the Operations page (diagnose, jobs, remedies)"),
+            ("operate", "Can run maintenance jobs and remediations from the Operations page"),
+        ]
         indexes = [
             # "Last good run of job X" (diagnose, verify_backup's file lookup, the admin filter).
             models.Index(fields=["job", "status", "-started_at"], name="mrun_job_status_started_idx"),

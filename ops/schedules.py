@@ -55,6 +55,11 @@ SCHEDULES: tuple[Schedule, ...] = (
     _m("verify_backup", ("0", "7", "*", "1"), "monthly, the 1st at 07:00"),
 )
 
+# The only tasks a periodic task may run: the reconcile and the maintenance jobs above. The
+# schedule admin (ops.admin_beat) offers only these; a lifecycle task (stop_bot, restart_bot)
+# is never schedulable.
+SCHEDULABLE_TASKS: tuple[str, ...] = tuple(sorted({schedule.task for schedule in SCHEDULES}))
+
 
 def _schedule_fields(schedule: Schedule) -> dict:
     if schedule.every_seconds is not None:

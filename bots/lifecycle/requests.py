@@ -88,19 +88,22 @@ def request_restart(bot: Bot, *, user=None, actor: str | None = None, ip: str | 
 
 
 def request_delete(bot: Bot, *, user=None, actor: str | None = None, ip: str | None = None) -> bool:
-    """Delete the bot; a bot with a process is stopped first and deleted by the stop task.
+    """Delete the bot; a bot with a process is marked, stopped, and deleted by the stop transition.
 
+    The intent is the row's delete_requested, written here by the operator's request: no
+    task argument can delete a bot, so a schedule cannot either.
     Returns True if the row is gone now, False if its process is being stopped first.
     """
     with transaction.atomic():
         bot = _lock(bot)
         bot.desired_state = DesiredState.STOPPED
-        bot.save(update_fields=["desired_state", "updated_at"])
         has_process = bot.status in (Status.STARTING, Status.RUNNING, Status.STOPPING)
+        bot.delete_requested = has_process
+        bot.save(update_fields=["desired_state", "delete_requested", "updated_at"])
         record(bot, "bot.delete", actor=actor, user=user, ip=ip, details={"bot_id": bot.pk, "status": bot.status})
         if not has_process:
             bot.delete()
             return True
         queue = dispatch.queue_for(bot)
-        transaction.on_commit(lambda: dispatch.send("bots.tasks.stop_bot", [bot.pk, True], queue))
+        transaction.on_commit(lambda: dispatch.send("bots.tasks.stop_bot", [bot.pk], queue))
     return False

@@ -284,8 +284,11 @@ def kill_strays(bot_id: int) -> list[int]:
 
 
 # --- stop -------------------------------------------------------------------------------
-def stop_bot(bot_id: int, *, expected_pid: int | None = None, delete: bool = False, actor: str | None = None) -> str:
-    """Stop the bot's process (SIGTERM, grace, SIGKILL of the group) and mark it stopped."""
+def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None = None) -> str:
+    """Stop the bot's process (SIGTERM, grace, SIGKILL of the group) and mark it stopped.
+
+    A bot an operator deleted (delete_requested) is deleted once stopped.
+    """
     reap_children()
     with transaction.atomic():
         bot = locked(bot_id)
@@ -296,7 +299,7 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, delete: bool = Fal
         pid, port = bot.pid, bot.port
         if bot.status not in PROCESS_STATES or pid is None:
             # No process to signal (a start not yet spawned aborts itself when it sees this).
-            _mark_stopped(bot, pid, port, killed=False, actor=actor, delete=delete)
+            _mark_stopped(bot, pid, port, killed=False, actor=actor)
             return "stopped"
         bot.status = Status.STOPPING
         bot.save(update_fields=["status", "updated_at"])
@@ -307,20 +310,20 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, delete: bool = Fal
         if bot is None:
             return "gone"
         if bot.status == Status.STOPPING and bot.pid == pid:
-            _mark_stopped(bot, pid, port, killed=killed, actor=actor, delete=delete)
-        elif delete:
+            _mark_stopped(bot, pid, port, killed=killed, actor=actor)
+        elif bot.delete_requested:
             _delete(bot, actor)
     return "stopped"
 
 
-def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None, delete: bool):
+def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None):
     if bot.status != Status.STOPPED or bot.pid or bot.port:
         clear_process(bot)
         bot.status = Status.STOPPED
         bot.next_start_at = None
         bot.save(update_fields=[*PROCESS_FIELDS, "next_start_at"])
         record(bot, "bot.stopped", actor=actor or "reconcile", details={"pid": pid, "port": port, "killed": killed})
-    if delete:
+    if bot.delete_requested:
         _delete(bot, actor)
 
 
@@ -343,7 +346,7 @@ def settle_stopped(bot_id: int) -> str:
             )
         ):
             return "noop"
-        _mark_stopped(bot, None, None, killed=False, actor=None, delete=False)
+        _mark_stopped(bot, None, None, killed=False, actor=None)
     return "stopped"
 
 

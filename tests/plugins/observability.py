@@ -165,9 +165,12 @@ class WebApi:
     def __init__(self, url: str, username: str = "observability-operator") -> None:
         from django.contrib.auth import get_user_model
 
+        from bots.access import CHAT, MANAGE_ALL, OPERATE
+        from tests.support.perms import grant
         from tests.support.tokens import api_key
 
         user, _ = get_user_model().objects.get_or_create(username=username)
+        grant(user, OPERATE, CHAT, MANAGE_ALL)
         self.url = url
         self.headers = {"Authorization": f"Token {api_key(user)}"}
 

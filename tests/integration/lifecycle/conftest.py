@@ -3,12 +3,17 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
+from bots.access import CHAT, MANAGE_ALL, OPERATE
+from tests.support.perms import grant
 from tests.support.tokens import token_client
 
 
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", password="x")
+    """An operator of the whole fleet: starts, stops and chats with every team's bots."""
+    user = django_user_model.objects.create_user("operator", password="x")
+    grant(user, OPERATE, CHAT, MANAGE_ALL)
+    return user
 
 
 @pytest.fixture

@@ -92,9 +92,9 @@ def test_a_healthy_stack_is_all_ok_and_exit_0(child_env, gunicorn, redis_server,
     try:
         wait_for(lambda: pinger.control.ping(timeout=0.5), timeout=60, what="the worker to answer a ping")
         # The worker runs maintenance tasks from their own queue, recorded like any run.
-        pinger.send_task("ops.tasks.db_report", kwargs={"actor": "beat-test"}, queue="maintenance")
+        pinger.send_task("ops.tasks.db_report", queue="maintenance")
         run = wait_for(
-            lambda: MaintenanceRun.objects.filter(job="db_report", actor="beat-test").exclude(status="running").first(),
+            lambda: MaintenanceRun.objects.filter(job="db_report", actor="celery").exclude(status="running").first(),
             timeout=30,
             what="the worker's db_report run",
         )

@@ -13,6 +13,7 @@ from django.urls import reverse
 from ops import maintenance
 from ops.flags import starts_frozen
 from ops.models import AuditLog, MaintenanceRun
+from tests.support.perms import grant
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -33,6 +34,7 @@ def quick_diagnose(settings):
 def staff(client, django_user_model):
     """A staff member who may look at the Operations page but not act."""
     user = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    grant(user, "ops.view_operations")
     client.force_login(user)
     return client
 
