@@ -15,11 +15,11 @@ import itertools
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from bots.models import Bot, ChatMessage, DesiredState, Role
 from tests.support.perms import grant
+from tests.support.tokens import api_key
 
 OWN, OTHER = "blue", "red"
 
@@ -69,7 +69,7 @@ def api_as():
     def client(user) -> APIClient:
         api = APIClient()
         if user is not None:
-            api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+            api.credentials(HTTP_AUTHORIZATION=f"Token {api_key(user)}")
         return api
 
     return client

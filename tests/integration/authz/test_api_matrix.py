@@ -61,11 +61,13 @@ GUARDED = [e for e in ENDPOINTS if e.needs]
 SCOPED = [e for e in ENDPOINTS if e.bot_scoped]
 
 
-def test_the_table_covers_every_action_of_the_viewset():
-    actions = {"list", "retrieve", *(a.url_name for a in BotViewSet.get_extra_actions())}
-    assert actions <= set(ACTION_PERMISSIONS)
+def test_the_table_covers_every_action_of_the_viewset_and_the_chat_view():
+    from bots.chat_api import BotMessagesView
+
+    per_bot = {*(a.url_name for a in BotViewSet.get_extra_actions()), BotMessagesView.action}
+    assert {"list", "retrieve", *per_bot} <= set(ACTION_PERMISSIONS)
     tabled = {e.path.rsplit("/", 1)[-1] for e in ENDPOINTS if e.path.startswith("/api/bots/{pk}/")}
-    assert tabled == {a.url_name for a in BotViewSet.get_extra_actions()}
+    assert tabled == per_bot
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
