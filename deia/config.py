@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import environ
 
+from deia.redact import redact
+
 
 class ConfigError(Exception):
     """A malformed environment variable. str(err) is the one line an operator sees."""
@@ -190,7 +192,7 @@ class Env:
 
 def fail(err: ConfigError, stream=None) -> None:
     """Print the one-line error and exit non-zero: for manage.py, wsgi, celery."""
-    print(f"configuration error: {err}", file=stream or sys.stderr)
+    print(f"configuration error: {redact(str(err))}", file=stream or sys.stderr)
     raise SystemExit(2)
 
 
