@@ -63,5 +63,10 @@ def purge_messages(actor: str | None = None) -> int:
 
 
 @shared_task(**LIMITS)
+def audit_retention(actor: str | None = None) -> int:
+    return _run("audit_retention", actor)
+
+
+@shared_task(**LIMITS)
 def health_report(actor: str | None = None) -> int:
     return _run("health_report", actor)
