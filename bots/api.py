@@ -10,7 +10,7 @@ import logging
 
 from django.conf import settings
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -21,7 +21,13 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from bots import lifecycle
 from bots.models import Bot, ChatMessage, Status
 from bots.runner.client import BAD_GATEWAY, UNAVAILABLE, relay_chat
-from bots.serializers import BotSerializer, ChatMessageSerializer, ErrorSerializer, SendMessageSerializer
+from bots.serializers import (
+    BotSerializer,
+    ChatMessagePageSerializer,
+    ChatMessageSerializer,
+    ErrorSerializer,
+    SendMessageSerializer,
+)
 from ops.audit import client_ip
 from ops.logs import new_request_id
 
@@ -67,11 +73,14 @@ def exception_handler(exc, context):
 ERRORS = {
     400: OpenApiResponse(ErrorSerializer, description="Invalid input; detail holds the field errors"),
     401: OpenApiResponse(ErrorSerializer, description="Missing or invalid credentials"),
+    403: OpenApiResponse(ErrorSerializer, description="Not allowed"),
     404: OpenApiResponse(ErrorSerializer, description="No such bot"),
 }
+# What every operation on one bot may answer besides its own outcomes.
+ON_A_BOT = {401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]}
 
 
-@extend_schema(responses={200: BotSerializer, 401: ERRORS[401], 404: ERRORS[404]})
+@extend_schema(responses={200: BotSerializer, **ON_A_BOT})
 class BotViewSet(viewsets.ReadOnlyModelViewSet):
     """Bots with their desired state and observed status."""
 
@@ -92,7 +101,11 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=None,
-        responses={202: BotSerializer, 409: OpenApiResponse(ErrorSerializer, description="Refused by MAX_BOTS")},
+        responses={
+            202: BotSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="Refused by MAX_BOTS"),
+            **ON_A_BOT,
+        },
     )
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
@@ -103,7 +116,7 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(str(exc), code="start_refused") from exc
         return self._changed(bot)
 
-    @extend_schema(request=None, responses={202: BotSerializer})
+    @extend_schema(request=None, responses={202: BotSerializer, **ON_A_BOT})
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str | None = None) -> Response:
         """Ask for the bot to stop; its host's worker stops the process."""
@@ -111,7 +124,11 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         request=None,
-        responses={202: BotSerializer, 409: OpenApiResponse(ErrorSerializer, description="Refused by a freeze")},
+        responses={
+            202: BotSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="Refused by a freeze"),
+            **ON_A_BOT,
+        },
     )
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str | None = None) -> Response:
@@ -122,13 +139,23 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(str(exc), code="start_refused") from exc
         return self._changed(bot)
 
-    @extend_schema(methods=["GET"], request=None, responses={200: ChatMessageSerializer(many=True), 404: ERRORS[404]})
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        parameters=[OpenApiParameter("page", int, description="Page number, from 1 (50 messages a page)")],
+        responses={
+            200: ChatMessagePageSerializer,
+            **ON_A_BOT,
+            404: OpenApiResponse(ErrorSerializer, description="No such bot, or no such page"),
+        },
+    )
     @extend_schema(
         methods=["POST"],
         request=SendMessageSerializer,
         responses={
             200: OpenApiResponse(description="The bot's answer, as the runner returns it"),
             400: ERRORS[400],
+            **ON_A_BOT,
             409: OpenApiResponse(ErrorSerializer, description="The bot is not running"),
             502: OpenApiResponse(ErrorSerializer, description="The bot failed or is unreachable"),
             504: OpenApiResponse(ErrorSerializer, description="The bot did not answer within BOT_CHAT_TIMEOUT"),
