@@ -17,8 +17,10 @@ from pathlib import Path
 import gunicorn.http.wsgi
 from gunicorn.glogging import Logger
 
-from deia.config import Env
+from deia.config import Env, owner_only_files
 
+# The master creates the metrics files and the workers the rest: all owner-only.
+owner_only_files()
 _base = Path(__file__).resolve().parent.parent
 # Set before any worker imports prometheus_client: it picks its multiprocess value class
 # from the environment once, at import. Nothing in this master imports it earlier.

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from deia.config import public_files
 from ops.audit import audit
 from ops.schedules import setup_hook as install_schedules
 
@@ -24,7 +25,7 @@ def ensure_folders() -> None:
         settings.BACKUP_DIR,
         settings.LOG_DIR,
     ):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def check_admin_password() -> None:
@@ -85,7 +86,8 @@ class Command(BaseCommand):
         check_admin_password()
         ensure_folders()
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        with public_files():
+            call_command("collectstatic", interactive=False, verbosity=0)
         created, generated = ensure_admin()
         demo = False if no_demo else ensure_demo_bot()
         for hook in SETUP_HOOKS:
