@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
+import httpx
 import pytest
 
 from bots.models import Backend, Bot
+from tests.support.procs import PYTHON, ROOT, free_port
 
 # The checks run in threads of their own: they see only committed rows.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,3 +74,38 @@ def test_a_non_ascii_bearer_token_is_refused_not_a_server_error(client, settings
     assert response["Content-Type"] == "application/json"
     if path == "/metrics":
         assert response.status_code == 403 and response.json()["error"] == "forbidden"
+
+
+DB_PASSWORD = "db-Pa55word"
+REDIS_PASSWORD = "redis-Pa55word"
+WEB_PASSWORD = "web-Pa55word"
+
+
+def test_urls_with_passwords_in_failing_checks_leak_nowhere(gunicorn, child_env):
+    closed = free_port()
+    env = {
+        "DATABASE_URL": f"postgres://deia:{DB_PASSWORD}@127.0.0.1:{closed}/deia",
+        "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{closed}/0",
+        "LOG_LEVEL": "INFO",
+    }
+    url = gunicorn(workers=1, **env)
+    ready = httpx.get(f"{url}/health/ready", timeout=15)  # from loopback: with the details
+    assert ready.status_code == 503 and "detail" in ready.json()["checks"]["db"]
+    diagnose = subprocess.run(
+        [PYTHON, "manage.py", "diagnose", "--json"],
+        # A web behind basic auth: diagnose names the URL it could not reach.
+        env={
+            **child_env,
+            **env,
+            "DIAGNOSE_WEB_URL": f"http://ops:{WEB_PASSWORD}@127.0.0.1:{closed}",
+            "DIAGNOSE_TIMEOUT": "3",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert diagnose.returncode == 2 and json.loads(diagnose.stdout)["status"] == "CRIT"
+    assert f"http://ops:***@127.0.0.1:{closed}/health unreachable" in diagnose.stdout
+    for text in (ready.text, gunicorn.proc.output(), diagnose.stdout, diagnose.stderr):
+        assert DB_PASSWORD not in text and REDIS_PASSWORD not in text and WEB_PASSWORD not in text
