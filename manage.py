@@ -9,8 +9,9 @@ import sys
 def main() -> None:
     import os
 
-    from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode
+    from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode, owner_only_files
 
+    owner_only_files()
     if sys.argv[1:2] == ["runbot"]:
         # A bot runner loads only the apps it needs (deia/settings_runner.py).
         os.environ["DJANGO_SETTINGS_MODULE"] = "deia.settings_runner"

@@ -50,9 +50,11 @@ ERRORS = {
     403: OpenApiResponse(ErrorSerializer, description="The user lacks the permission this action needs"),
     404: OpenApiResponse(ErrorSerializer, description="No such bot, or one of another team"),
 }
+# What every operation on one bot may answer besides its own outcomes.
+ON_A_BOT = {401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]}
 
 
-@extend_schema(responses={200: BotSerializer, 401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]})
+@extend_schema(responses={200: BotSerializer, **ON_A_BOT})
 class BotViewSet(viewsets.ReadOnlyModelViewSet):
     """Bots with their desired state and observed status."""
 
@@ -87,8 +89,8 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
         request=None,
         responses={
             202: BotSerializer,
-            403: ERRORS[403],
             409: OpenApiResponse(ErrorSerializer, description="Refused by MAX_BOTS"),
+            **ON_A_BOT,
         },
     )
     @action(detail=True, methods=["post"])
@@ -100,7 +102,7 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(str(exc), code="start_refused") from exc
         return self._changed(bot)
 
-    @extend_schema(request=None, responses={202: BotSerializer, 403: ERRORS[403]})
+    @extend_schema(request=None, responses={202: BotSerializer, **ON_A_BOT})
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str | None = None) -> Response:
         """Ask for the bot to stop; its host's worker stops the process."""
@@ -110,8 +112,8 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
         request=None,
         responses={
             202: BotSerializer,
-            403: ERRORS[403],
             409: OpenApiResponse(ErrorSerializer, description="Refused by a freeze"),
+            **ON_A_BOT,
         },
     )
     @action(detail=True, methods=["post"])

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
@@ -30,12 +30,18 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from bots import access
-from bots.api import ERRORS, Conflict, exception_handler, get_visible_bot
+from bots.api import ERRORS, ON_A_BOT, Conflict, exception_handler, get_visible_bot
 from bots.metrics import CHAT_REJECTED, REJECT_USER_LIMIT
 from bots.models import Bot, ChatMessage, Status
 from bots.runner.client import RELAY_MARGIN, Target, relay_chat
 from bots.runner.protocol import SSE_CONTENT_TYPE
-from bots.serializers import ChatMessageSerializer, ChatReplySerializer, ErrorSerializer, SendMessageSerializer
+from bots.serializers import (
+    ChatMessagePageSerializer,
+    ChatMessageSerializer,
+    ChatReplySerializer,
+    ErrorSerializer,
+    SendMessageSerializer,
+)
 from ops.logs import new_request_id
 
 RETRY_AFTER_USER_LIMIT = "1"
@@ -110,7 +116,12 @@ class BotMessagesView(APIView):
     # --- history -----------------------------------------------------------------------
     @extend_schema(
         operation_id="bots_messages_list",
-        responses={200: ChatMessageSerializer(many=True), 401: ERRORS[401], 403: ERRORS[403], 404: ERRORS[404]},
+        parameters=[OpenApiParameter("page", int, description="Page number, from 1 (50 messages a page)")],
+        responses={
+            200: ChatMessagePageSerializer,
+            **ON_A_BOT,
+            404: OpenApiResponse(ErrorSerializer, description="No such bot (or one of another team), or no such page"),
+        },
     )
     async def get(self, request: Request, pk: int) -> Response:
         return await sync_to_async(self._history)(request, pk)
@@ -134,9 +145,7 @@ class BotMessagesView(APIView):
                 "events instead: 'chunk' {content} per piece, then 'done' (these fields) or 'error'",
             ),
             400: ERRORS[400],
-            401: ERRORS[401],
-            403: ERRORS[403],
-            404: ERRORS[404],
+            **ON_A_BOT,
             409: OpenApiResponse(ErrorSerializer, description="The bot is not running"),
             429: OpenApiResponse(ErrorSerializer, description="bot_busy or user_limit, with Retry-After"),
             502: OpenApiResponse(ErrorSerializer, description="The bot or its LLM failed"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -107,6 +108,15 @@ class ChatMessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ChatMessagePageSerializer(serializers.Serializer):
+    """One page of a bot's messages, as DRF's PageNumberPagination answers it."""
+
+    count = serializers.IntegerField(help_text="Messages of the bot in all pages")
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page; null on the last")
+    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page; null on the first")
+    results = ChatMessageSerializer(many=True)
+
+
 class _StringOnly:
     """JSON numbers are not silently turned into text or UUIDs."""
 
@@ -125,7 +135,14 @@ class StrictUUIDField(_StringOnly, serializers.UUIDField):
 
 
 class SendMessageSerializer(serializers.Serializer):
-    message = StrictCharField(trim_whitespace=False, allow_blank=False, max_length=MAX_MESSAGE_BYTES)
+    # min_length and the pattern put the refusal of an empty or blank message in the schema.
+    message = StrictCharField(
+        trim_whitespace=False,
+        allow_blank=False,
+        min_length=1,
+        max_length=MAX_MESSAGE_BYTES,
+        validators=[RegexValidator(r"\S", message="The message is empty.")],
+    )
     conversation = StrictUUIDField(required=False, help_text="Continue this conversation; new one if absent")
     stream = serializers.BooleanField(
         required=False,
@@ -134,8 +151,6 @@ class SendMessageSerializer(serializers.Serializer):
     )
 
     def validate_message(self, value: str) -> str:
-        if not value.strip():
-            raise serializers.ValidationError("The message is empty.")
         if len(value.encode()) > MAX_MESSAGE_BYTES:
             raise serializers.ValidationError(f"The message is longer than {MAX_MESSAGE_BYTES} bytes.")
         return value

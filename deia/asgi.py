@@ -13,8 +13,9 @@ import os
 import time
 from datetime import UTC, datetime
 
-from deia.config import import_settings_or_exit
+from deia.config import import_settings_or_exit, owner_only_files
 
+owner_only_files()
 import_settings_or_exit()
 
 from django.core.asgi import get_asgi_application  # noqa: E402 - settings first, for a one-line error

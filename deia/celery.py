@@ -4,8 +4,9 @@ import sys
 
 from celery import Celery, signals
 
-from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode
+from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode, owner_only_files
 
+owner_only_files()
 if "gunicorn" not in sys.argv[0]:
     leave_metrics_multiprocess_mode()
 import_settings_or_exit()

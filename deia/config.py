@@ -10,11 +10,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+
+from deia.redact import redact
 
 
 class ConfigError(Exception):
@@ -202,8 +205,32 @@ class Env:
 
 def fail(err: ConfigError, stream=None) -> None:
     """Print the one-line error and exit non-zero: for manage.py, wsgi, celery."""
-    print(f"configuration error: {err}", file=stream or sys.stderr)
+    print(f"configuration error: {redact(str(err))}", file=stream or sys.stderr)
     raise SystemExit(2)
+
+
+# Backups (token keys, password hashes, every chat), the SQLite database, logs and the
+# broker's messages are nobody else's business: files 0600, folders 0700.
+OWNER_ONLY_UMASK = 0o077
+
+
+def owner_only_files() -> None:
+    """Whatever umask the process was started with, what it creates is its owner's alone.
+
+    Called first thing by every entry point (manage.py and so every runner, wsgi, the
+    Celery app, gunicorn's config); children inherit it.
+    """
+    os.umask(OWNER_ONLY_UMASK)
+
+
+@contextmanager
+def public_files() -> Iterator[None]:
+    """For files that are public by nature (the admin's static files, which nginx serves)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def leave_metrics_multiprocess_mode() -> None:

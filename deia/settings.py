@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "deia.proxies.ForwardedHeadersMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "ops.middleware.RequestLogMiddleware",
+    "deia.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "ops.middleware.StaticFilesMiddleware",
     "ops.middleware.GZipMiddleware",
@@ -200,6 +201,8 @@ DEIA_ADMIN_PASSWORD = env.secret("DEIA_ADMIN_PASSWORD")
 PG_BIN_DIR = env.str("PG_BIN_DIR", "")
 MAINTENANCE_COMMAND_TIMEOUT = env.float("MAINTENANCE_COMMAND_TIMEOUT", 3600.0, minimum=1.0)
 CHAT_RETENTION_BATCH = env.int("CHAT_RETENTION_BATCH", 5000, minimum=1)
+# Audit rows older than this are deleted by the audit_retention job (daily).
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", 400, minimum=1)
 IDLE_CONNECTION_MINUTES = env.float("IDLE_CONNECTION_MINUTES", 30.0, minimum=0.0)
 SLOW_QUERY_SECONDS = env.float("SLOW_QUERY_SECONDS", 10.0, minimum=0.0)
 DIAGNOSE_WEB_URL = env.url("DIAGNOSE_WEB_URL", "http://127.0.0.1:8000", ("http", "https"))

@@ -16,8 +16,10 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from deia.config import ConfigError, Env, fail
+from deia.config import ConfigError, Env, fail, owner_only_files
 
+# The master creates the metrics files and the workers the rest: all owner-only.
+owner_only_files()
 _base = Path(__file__).resolve().parent.parent
 # Set before any worker imports prometheus_client: it picks its multiprocess value class
 # from the environment once, at import. Nothing in this master imports it earlier.

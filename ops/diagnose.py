@@ -24,6 +24,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from deia.redact import redact
 from ops.health import check_broker, run_in_thread
 
 
@@ -40,6 +41,10 @@ class Check:
     value: str
     threshold: str = ""
     next_step: str = ""
+
+    def __post_init__(self) -> None:
+        # Reasons quote exceptions, and those may quote a URL with its password.
+        self.value = redact(self.value)
 
     def line(self) -> str:
         text = f"{self.level.name:<4} {self.name:<20} {self.value}"

@@ -21,6 +21,7 @@ from django.core.cache import cache, caches
 from django.db import connections
 
 from deia.celery import app as celery_app
+from deia.redact import redact
 
 # Load the cache backend's modules now, in the importing thread: two check threads
 # importing redis' modules for the first time at once deadlock on the import locks.
@@ -34,11 +35,12 @@ class CheckResult:
     latency_ms: float
     detail: str = ""
 
-    def as_dict(self) -> dict:
+    def as_dict(self, *, detail: bool = True) -> dict:
+        """Status and latency; the detail (error text, host names) only when `detail`."""
         return {
             "status": "ok" if self.ok else "error",
             "latency_ms": round(self.latency_ms, 2),
-            **({"detail": self.detail} if self.detail else {}),
+            **({"detail": self.detail} if self.detail and detail else {}),
         }
 
 
@@ -159,7 +161,7 @@ def run_checks(names: list[str], timeout: float | None = None) -> list[CheckResu
             results.append(CheckResult(name, False, timeout * 1000, f"no answer within {timeout:g} s"))
         except Exception as exc:  # noqa: BLE001
             elapsed = (time.perf_counter() - started) * 1000
-            results.append(CheckResult(name, False, elapsed, f"{type(exc).__name__}: {exc}".strip()[:300]))
+            results.append(CheckResult(name, False, elapsed, redact(f"{type(exc).__name__}: {exc}".strip())[:300]))
     from ops.metrics import record_health
 
     record_health(results)

@@ -16,6 +16,8 @@ import uuid
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
+from deia.redact import redact
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 # Accept a caller's id only if it is short and printable, so it cannot forge log lines.
@@ -73,6 +75,24 @@ class JsonFormatter(_BaseJsonFormatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _iso_utc(record)
 
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+# C0 and C1 control characters, DEL and the Unicode line breaks: printed as escapes in text
+# logs, so a value holding a newline (a username, a bot's answer) cannot start a new line.
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+    ord("\t"): "\\t",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def escape_controls(text: str) -> str:
+    return text.translate(_CONTROL)
+
 
 class TextFormatter(logging.Formatter):
     """For people (LOG_FORMAT=text): the message, then the `extra` fields as key=value."""
@@ -91,4 +111,8 @@ class TextFormatter(logging.Formatter):
         extra = {k: v for k, v in record.__dict__.items() if k not in _RECORD_ATTRS and not k.startswith("_")}
         if extra:
             line += " " + " ".join(f"{k}={v}" for k, v in extra.items())
-        return line
+        return escape_controls(line)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # The traceback Formatter.format appends after formatMessage keeps its own lines.
+        return redact(super().format(record))

@@ -157,6 +157,7 @@ MAINTENANCE_TASKS = (
     "redis_bgsave",
     "cleanup_logs",
     "purge_messages",
+    "audit_retention",
     "health_report",
 )
 MAINTENANCE_RESULTS = ("ok", "warning", "failed")

@@ -6,7 +6,8 @@ from django.utils import timezone
 
 
 class AuditLog(models.Model):
-    """One row per operator or automatic action that changed state. Never updated or deleted.
+    """One row per operator or automatic action that changed state. Never updated; deleted
+    only by the audit_retention job once older than AUDIT_RETENTION_DAYS.
 
     `actor` keeps the name even when the user row is later deleted (user goes NULL).
     Failures carry "error" in the action (bot.start_error) so the guide's

@@ -49,6 +49,7 @@ SCHEDULES: tuple[Schedule, ...] = (
     _m("rotate_backups", ("0", "4", "*", "*"), "daily 04:00"),
     _m("cleanup_logs", ("15", "4", "*", "*"), "daily 04:15"),
     _m("purge_messages", ("30", "3", "*", "*"), "daily 03:30, when CHAT_RETENTION_DAYS is set"),
+    _m("audit_retention", ("45", "3", "*", "*"), "daily 03:45"),
     _m("vacuum", ("0", "5", "1", "*"), "weekly, Monday 05:00"),
     _m("db_report", ("30", "5", "1", "*"), "weekly, Monday 05:30"),
     _m("redis_bgsave", ("45", "5", "1", "*"), "weekly, Monday 05:45"),

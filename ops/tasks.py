@@ -71,5 +71,10 @@ def purge_messages() -> int:
 
 
 @shared_task(**LIMITS)
+def audit_retention() -> int:
+    return _run("audit_retention")
+
+
+@shared_task(**LIMITS)
 def health_report() -> int:
     return _run("health_report")

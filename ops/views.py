@@ -4,6 +4,7 @@ import ipaddress
 import secrets
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -33,8 +34,21 @@ def health_check(request: HttpRequest, check: str) -> JsonResponse:
         )
     results = run_checks(names)
     ok = all(r.ok for r in results)
-    body = {"status": "ok" if ok else "error", "checks": {r.name: r.as_dict() for r in results}}
+    detail = health_details_allowed(request)
+    body = {"status": "ok" if ok else "error", "checks": {r.name: r.as_dict(detail=detail) for r in results}}
     return JsonResponse(body, status=200 if ok else 503)
+
+
+def health_details_allowed(request: HttpRequest) -> bool:
+    """Error texts name hosts and users: for the metrics ACL's callers and staff only."""
+    if metrics_allowed(request):
+        return True
+    try:
+        user = request.user
+        return bool(user.is_authenticated and user.is_staff and user.is_active)
+    except DatabaseError:
+        # /health/db with the database down: the session cannot be read, so no details.
+        return False
 
 
 def metrics_allowed(request: HttpRequest) -> bool:

@@ -2,6 +2,8 @@
 # `make run`: set up (idempotent), then run web, workers and beat until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# var/ holds the SQLite database, backups, logs and the secret key: owner-only.
+umask 077
 export PATH="$PWD/.venv/bin:$PATH"
 var=${DEIA_VAR_DIR:-$PWD/var}
 mkdir -p "$var"

@@ -27,6 +27,34 @@ SECRET_ENV = "DEIA_BOT_SECRET"  # noqa: S105 - the variable's name; the runner p
 # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
 RUNNER_POOL_SIZE = "4"
 
+# A runner gets only the environment it reads (deia/settings.py through settings_runner),
+# never a copy of the worker's: no broker or cache URL, no cloud keys, no admin password,
+# no metrics token. A bug that prints a runner's environment, or a model that talks it
+# into revealing it, then has little to give away.
+RUNNER_ENV_NAMES = frozenset(
+    {
+        *("PATH", "LANG", "LANGUAGE", "TZ", "HOME"),
+        *("PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"),
+        *("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "DEBUG", "METRICS_ALLOWED_CIDRS"),
+        # settings.py refuses to load without a key when DEBUG is off.
+        *("SECRET_KEY", "SECRET_KEY_FILE"),
+        # The runner's recognition tag and the per-start secret it asks of every chat.
+        *(TAG_VAR, "DEIA_BOT_SECRET"),
+    }
+)
+RUNNER_ENV_PREFIXES = ("LC_", "DEIA_", "BOT_", "LLM_", "OLLAMA_", "OPENAI_", "LOG_")
+# Matched by a prefix above, but no business of a runner.
+RUNNER_ENV_DENIED = frozenset({"DEIA_ADMIN_PASSWORD", "DEIA_ADMIN_PASSWORD_FILE", "DEIA_WEB_MASTER_PID"})
+
+
+def runner_env(source: dict[str, str]) -> dict[str, str]:
+    """The variables of `source` a runner needs: the allowlist above, nothing else."""
+    return {
+        name: value
+        for name, value in source.items()
+        if (name in RUNNER_ENV_NAMES or name.startswith(RUNNER_ENV_PREFIXES)) and name not in RUNNER_ENV_DENIED
+    }
+
 
 def runner_tag(bot_id: int) -> str:
     return f"{settings.HOSTNAME}/{connection.settings_dict['NAME']}/{bot_id}"
@@ -194,9 +222,8 @@ def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
     never on the command line, where `ps` would show it to every local user.
     """
     path = log_path(slug)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env = runner_env(dict(os.environ))
     env["DB_POOL_MAX_SIZE"] = RUNNER_POOL_SIZE
     env[TAG_VAR] = runner_tag(bot_id)
     env[SECRET_ENV] = secret

@@ -41,6 +41,7 @@ from bots.lifecycle.state import (
     start_due,
 )
 from bots.models import PROCESS_STATES, Bot, DesiredState, Status
+from deia.redact import redact
 from ops import metrics
 
 log = logging.getLogger("deia.lifecycle")
@@ -162,7 +163,7 @@ def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -
     """STARTING -> CRASHED (retried after backoff) or -> ERROR after too many failures."""
     port = bot.port
     clear_process(bot)
-    bot.last_error = error[:2000]
+    bot.last_error = redact(error)[:2000]
     if bot.desired_state == DesiredState.STOPPED:
         bot.status = Status.STOPPED
         bot.next_start_at = None
@@ -233,7 +234,7 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
         clear_process(bot)
         _count_failure(bot)
         gave_up = _give_up_at_limit(bot)
-        bot.last_error = reason
+        bot.last_error = redact(reason)
         bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
         retry_in = None if gave_up else backoff(bot.start_failures)
         details = {"pid": pid, "port": port, "reason": reason, "uptime_seconds": uptime, "retry_in": retry_in}

@@ -12,7 +12,7 @@ from typing import Any
 
 from ops.maintenance.backup import backup, verify_backup
 from ops.maintenance.cache import redis_bgsave
-from ops.maintenance.database import db_report, purge_messages, vacuum
+from ops.maintenance.database import audit_retention, db_report, purge_messages, vacuum
 from ops.maintenance.files import cleanup_logs, rotate_backups
 from ops.maintenance.report import health_report
 from ops.maintenance.runs import Outcome, run_job
@@ -27,6 +27,7 @@ JOBS: dict[str, Callable[..., Outcome]] = {
     "redis_bgsave": redis_bgsave,
     "cleanup_logs": cleanup_logs,
     "purge_messages": purge_messages,
+    "audit_retention": audit_retention,
     "health_report": health_report,
 }
 

@@ -112,7 +112,7 @@ def _fsync(path: Path) -> None:
 def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     try:
-        with tmp.open("w") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -134,7 +134,7 @@ def _new_name(folder: Path, suffix: str) -> Path:
 def backup() -> Outcome:
     folder = settings.BACKUP_DIR
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise JobFailed(f"cannot create {folder}: {exc.strerror}") from None
     engine = "postgresql" if settings.DATABASE_IS_POSTGRES else "sqlite"
@@ -143,6 +143,8 @@ def backup() -> Outcome:
     started = time.monotonic()
     try:
         counts = _dump_postgres(tmp) if engine == "postgresql" else _dump_sqlite(tmp)
+        # Explicitly, not only through the umask: a backup holds every secret of the database.
+        tmp.chmod(0o600)
         _fsync(tmp)
         meta = {
             "file": final.name,

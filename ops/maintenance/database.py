@@ -1,4 +1,4 @@
-"""Database upkeep: VACUUM (ANALYZE), the table-size and index-usage report, chat retention."""
+"""Database upkeep: VACUUM (ANALYZE), the table-size and index-usage report, chat and audit retention."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from ops.maintenance.pg import Target
 from ops.maintenance.runs import Outcome
+from ops.models import AuditLog
 
 DEAD_TUPLES = "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables"
 
@@ -74,28 +75,39 @@ def db_report() -> Outcome:
     return Outcome(summary, details)
 
 
-def purge_messages(days: int | None = None, batch: int | None = None) -> Outcome:
-    """Delete chat messages older than CHAT_RETENTION_DAYS, a batch per transaction.
+def _delete_older(model, cutoff, batch: int) -> tuple[int, int]:
+    """Delete rows of `model` created before `cutoff`, a batch per transaction: (rows, batches).
 
-    Small batches keep each lock and each WAL burst short, so bots keep writing messages
-    while years of history go.
+    Small batches keep each lock and each WAL burst short, so the table keeps taking
+    writes while years of history go.
     """
+    total = batches = 0
+    while True:
+        with transaction.atomic():
+            ids = list(model.objects.filter(created_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch])
+            if not ids:
+                return total, batches
+            total += model.objects.filter(pk__in=ids).delete()[0]
+            batches += 1
+
+
+def purge_messages(days: int | None = None, batch: int | None = None) -> Outcome:
+    """Delete chat messages older than CHAT_RETENTION_DAYS (unset: kept for ever)."""
     from bots.models import ChatMessage
 
     days = settings.CHAT_RETENTION_DAYS if days is None else days
     if not days:
         return Outcome("skipped: CHAT_RETENTION_DAYS is not set", {"skipped": True})
-    batch = batch or settings.CHAT_RETENTION_BATCH
     cutoff = timezone.now() - timedelta(days=days)
-    total = batches = 0
-    while True:
-        with transaction.atomic():
-            ids = list(
-                ChatMessage.objects.filter(created_at__lt=cutoff).order_by("pk").values_list("pk", flat=True)[:batch]
-            )
-            if not ids:
-                break
-            total += ChatMessage.objects.filter(pk__in=ids).delete()[0]
-            batches += 1
+    total, batches = _delete_older(ChatMessage, cutoff, batch or settings.CHAT_RETENTION_BATCH)
     details = {"deleted": total, "retention_days": days, "cutoff": cutoff.isoformat(), "batches": batches}
     return Outcome(f"deleted {total} chat messages older than {days} days", details, changed=bool(total))
+
+
+def audit_retention(days: int | None = None, batch: int | None = None) -> Outcome:
+    """Delete audit rows older than AUDIT_RETENTION_DAYS (400); the run's own audit row counts them."""
+    days = settings.AUDIT_RETENTION_DAYS if days is None else days
+    cutoff = timezone.now() - timedelta(days=days)
+    total, batches = _delete_older(AuditLog, cutoff, batch or settings.CHAT_RETENTION_BATCH)
+    details = {"deleted": total, "retention_days": days, "cutoff": cutoff.isoformat(), "batches": batches}
+    return Outcome(f"deleted {total} audit rows older than {days} days", details, changed=bool(total))

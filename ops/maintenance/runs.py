@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from deia.redact import redact
 from ops.audit import audit
 from ops.metrics import MAINTENANCE_TASKS, inc, set_gauge
 from ops.models import MaintenanceRun
@@ -72,7 +73,7 @@ def run_job(job: str, fn: Callable[..., Outcome], *, actor: str = "celery", **kw
 def _finish(run: MaintenanceRun, outcome: Outcome) -> None:
     now = timezone.now()
     run.status = outcome.status
-    run.summary = outcome.summary[:500]
+    run.summary = redact(outcome.summary)[:500]
     run.details = outcome.details
     run.finished_at = now
     with transaction.atomic():

@@ -37,7 +37,12 @@ def session_members(session_id: int) -> set[int]:
 def run_and_interrupt(env: dict[str, str], tmp_path: Path, demo_state) -> None:
     """Start scripts/run.sh, wait for the admin and a running demo bot, then Ctrl-C it."""
     web_port = free_port()
-    env = {**env, "GUNICORN_BIND": f"127.0.0.1:{web_port}", "GUNICORN_WORKERS": "2", "DEIA_ADMIN_PASSWORD": "pw-run"}
+    env = {
+        **env,
+        "GUNICORN_BIND": f"127.0.0.1:{web_port}",
+        "GUNICORN_WORKERS": "2",
+        "DEIA_ADMIN_PASSWORD": "run-admin-pw-4812",
+    }
     env["BOT_RECONCILE_INTERVAL"] = "2"
     proc = Proc(["bash", "scripts/run.sh"], env, tmp_path / "run.log", cwd=ROOT)
     bot_pid = None
@@ -67,9 +72,19 @@ def run_and_interrupt(env: dict[str, str], tmp_path: Path, demo_state) -> None:
             os.killpg(bot_pid, signal.SIGKILL)
 
 
+def not_owner_only(folder: Path) -> list[str]:
+    """Files and folders under `folder` that its owner's group or others may read (static/ is public)."""
+    found = [] if folder.stat().st_mode & 0o077 == 0 else [str(folder)]
+    for path in folder.rglob("*"):
+        if "static" not in path.relative_to(folder).parts[:1] and path.lstat().st_mode & 0o077:
+            found.append(f"{path} {oct(path.lstat().st_mode & 0o777)}")
+    return found
+
+
 def test_make_run_on_embedded_defaults_comes_up_and_ctrl_c_leaves_nothing(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES}
     env["DEIA_VAR_DIR"] = str(tmp_path / "var")
+    previous = os.umask(0o022)  # a careless shell's umask: the run must not depend on it
 
     def demo_state():
         db = tmp_path / "var" / "deia.sqlite3"
@@ -78,7 +93,15 @@ def test_make_run_on_embedded_defaults_comes_up_and_ctrl_c_leaves_nothing(tmp_pa
         with sqlite3.connect(db, timeout=5) as conn:
             return conn.execute("SELECT status, pid, port, chat_secret FROM bots_bot WHERE slug = 'demo'").fetchone()
 
-    run_and_interrupt(env, tmp_path, demo_state)
+    try:
+        run_and_interrupt(env, tmp_path, demo_state)
+    finally:
+        os.umask(previous)
+    var = tmp_path / "var"
+    # The database (and its -wal/-shm), the secret key, the broker folder, logs: owner-only.
+    assert {"deia.sqlite3", "secret_key", "broker"} <= {p.name for p in var.iterdir()}
+    assert not_owner_only(var) == []
+    assert (var / "static").stat().st_mode & 0o005, "nginx serves the static files"
     with sqlite3.connect(tmp_path / "var" / "deia.sqlite3") as conn:
         status, desired = conn.execute("SELECT status, desired_state FROM bots_bot WHERE slug = 'demo'").fetchone()
     # Stopped with the run, still wanted: the next `make run` starts it again.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import subprocess
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,6 +11,7 @@ from django.core.management import call_command
 
 from bots.models import Backend, Bot
 from ops.models import AuditLog
+from tests.support.procs import PYTHON, ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,3 +45,20 @@ def test_setup_uses_the_given_admin_password(settings, tmp_path):
     output = run_setup()
     assert "a-long-operator-password" not in output
     assert get_user_model().objects.get(username="admin").check_password("a-long-operator-password")
+
+
+@pytest.mark.parametrize("password", ["admin1", "password123", "12345678901234"])
+def test_setup_refuses_an_admin_password_the_validators_refuse_and_creates_nothing(child_env, tmp_path, password):
+    var = tmp_path / "fresh-var"
+    env = {**child_env, "DEIA_VAR_DIR": str(var), "DEIA_ADMIN_PASSWORD": password, "DEIA_ADMIN_USER": "admin"}
+    result = subprocess.run(
+        [PYTHON, "manage.py", "setup"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("CommandError: DEIA_ADMIN_PASSWORD refused: ")
+    assert password not in line
+    assert not var.exists()
+    assert not get_user_model().objects.exists()
+    assert not Bot.objects.exists()
+    assert not AuditLog.objects.exists()

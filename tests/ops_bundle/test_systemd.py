@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -99,3 +100,58 @@ def test_env_example_parses_and_leaves_the_multiprocess_dir_to_the_web_unit() ->
     assert "Environment=PROMETHEUS_MULTIPROC_DIR=/run/deia/metrics" in (SYSTEMD / "deia-web.service").read_text()
     assert env["BACKUP_DIR"] == "/var/backups/deia"
     assert "SECRET_KEY" not in env, "the example reads the secret key from a file"
+
+
+def test_the_example_runs_redis_with_a_password_and_the_docs_set_requirepass() -> None:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read_string("[env]\n" + (SYSTEMD / "deia.env.example").read_text())
+    url = urlsplit(parser["env"]["REDIS_URL"])
+    assert url.scheme == "redis" and url.password and not url.username
+    guide = (DEPLOY.parent / "docs" / "OPS_BUNDLE.md").read_text()
+    assert "requirepass" in guide and f"redis://:{url.password}@" in guide
+
+
+# `systemd-analyze security` exposure (0 best, 10 worst) of each unit as shipped: a change
+# that weakens a unit fails here. deia-web must stay at or below 3.0 whatever else changes.
+EXPOSURE_MAX = {
+    "deia-web.service": 1.4,
+    "deia-worker.service": 1.4,
+    "deia-maintenance.service": 1.4,
+    "deia-beat.service": 1.4,
+}
+WEB_EXPOSURE_LIMIT = 3.0
+
+
+def exposure(systemd_analyze: str, name: str, cwd: Path) -> float:
+    result = run([systemd_analyze, "security", "--offline=true", "--no-pager", str(SYSTEMD / name)], cwd=cwd)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout + result.stderr)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_each_unit_is_no_more_exposed_than_recorded(systemd_analyze: str, name: str, tmp_path: Path) -> None:
+    score = exposure(systemd_analyze, name, tmp_path)
+    assert score <= EXPOSURE_MAX[name], f"{name}: exposure {score} > {EXPOSURE_MAX[name]}"
+    if name == "deia-web.service":
+        assert score <= WEB_EXPOSURE_LIMIT
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_each_unit_carries_the_hardening_the_issue_asks_for(name: str) -> None:
+    u = unit(name)
+    assert u["Service.ProtectSystem"] == ["strict"]
+    assert "/var/lib/deia" in u["Service.ReadWritePaths"][0].split()
+    for directive in ("PrivateTmp", "NoNewPrivileges", "PrivateDevices", "ProtectHome"):
+        assert u[f"Service.{directive}"] == ["yes"], directive
+    assert u["Service.CapabilityBoundingSet"] == [""]
+    assert u["Service.RestrictAddressFamilies"] == ["AF_UNIX AF_INET AF_INET6"]
+    assert u["Service.UMask"] == ["0027"]
+    assert u["Service.MemoryMax"] and u["Service.TasksMax"]
+
+
+def test_only_the_maintenance_worker_writes_backups() -> None:
+    for name in UNITS:
+        writable = unit(name)["Service.ReadWritePaths"][0].split()
+        assert ("/var/backups/deia" in writable) is (name == "deia-maintenance.service"), name

@@ -34,6 +34,20 @@ def test_every_job_has_a_function_a_task_and_a_schedule():
     assert all(s.queue == "maintenance" for s in SCHEDULES if s.task.startswith("ops.tasks."))
 
 
+def test_the_retention_defaults_are_documented():
+    from django.conf import settings
+
+    from tests.support.procs import ROOT
+
+    assert settings.CHAT_RETENTION_DAYS is None and settings.AUDIT_RETENTION_DAYS == 400
+    for doc in ("README.md", "docs/MAINTENANCE.md"):
+        rows = {
+            line.split("|")[1].strip(" `"): line for line in (ROOT / doc).read_text().splitlines() if line[:2] == "| "
+        }
+        assert "unset: chat messages are kept for ever" in rows["CHAT_RETENTION_DAYS"], doc
+        assert "400" in rows["AUDIT_RETENTION_DAYS"], doc
+
+
 def test_levels_are_graded_against_both_thresholds():
     assert _graded("disk", 50, 20, 5, "", "", below=True).level == Level.OK
     assert _graded("disk", 19, 20, 5, "", "", below=True).level == Level.WARN

@@ -6,10 +6,13 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from deia.config import public_files
 from ops.audit import audit
 from ops.schedules import setup_hook as install_schedules
 
@@ -22,7 +25,19 @@ def ensure_folders() -> None:
         settings.BACKUP_DIR,
         settings.LOG_DIR,
     ):
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def check_admin_password() -> None:
+    """DEIA_ADMIN_PASSWORD must pass AUTH_PASSWORD_VALIDATORS, as a password set in the admin does."""
+    password = settings.DEIA_ADMIN_PASSWORD
+    if password is None:
+        return
+    User = get_user_model()
+    try:
+        validate_password(password, User(username=settings.DEIA_ADMIN_USER))
+    except ValidationError as exc:
+        raise CommandError(f"DEIA_ADMIN_PASSWORD refused: {' '.join(exc.messages)}", returncode=2) from None
 
 
 def ensure_admin() -> tuple[bool, str | None]:
@@ -67,9 +82,12 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="do not create the demo bot")
 
     def handle(self, *args, no_demo: bool = False, **options) -> None:
+        # Before anything is created: a refused password leaves the installation as it was.
+        check_admin_password()
         ensure_folders()
         call_command("migrate", interactive=False, verbosity=0)
-        call_command("collectstatic", interactive=False, verbosity=0)
+        with public_files():
+            call_command("collectstatic", interactive=False, verbosity=0)
         created, generated = ensure_admin()
         demo = False if no_demo else ensure_demo_bot()
         for hook in SETUP_HOOKS:

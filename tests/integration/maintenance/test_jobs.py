@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 
@@ -82,6 +84,34 @@ def test_purge_messages_is_skipped_without_a_retention(settings, bot):
     ChatMessage.objects.create(bot=bot, role=Role.USER, content="old", created_at=timezone.now() - timedelta(days=999))
     run = maintenance.run("purge_messages", actor="test")
     assert run.summary.startswith("skipped") and ChatMessage.objects.count() == 1
+
+
+def test_audit_retention_deletes_rows_older_than_the_retention_and_audits_that_once(settings):
+    assert settings.AUDIT_RETENTION_DAYS == 400  # the documented default
+    old = timezone.now() - timedelta(days=401)
+    for i in range(5):
+        AuditLog.objects.create(actor="admin", action="bot.start", target=f"old {i}", created_at=old)
+    AuditLog.objects.create(actor="admin", action="bot.start", target="recent", created_at=old + timedelta(days=2))
+    out = io.StringIO()
+    call_command("audit_retention", stdout=out)
+    assert out.getvalue().startswith("audit_retention ok: deleted 5 audit rows older than 400 days")
+    assert list(AuditLog.objects.exclude(action="maintenance.audit_retention").values_list("target", flat=True)) == [
+        "recent"
+    ]
+    [row] = AuditLog.objects.filter(action="maintenance.audit_retention")
+    assert row.details["deleted"] == 5 and row.actor.startswith("cli")
+    # Nothing older left: the next run deletes nothing and audits nothing.
+    run = maintenance.run("audit_retention", actor="celery", batch=2)
+    assert run.summary == "deleted 0 audit rows older than 400 days"
+    assert AuditLog.objects.filter(action="maintenance.audit_retention").count() == 1
+
+
+def test_audit_retention_follows_the_setting_in_batches(settings):
+    settings.AUDIT_RETENTION_DAYS = 7
+    for _ in range(3):
+        AuditLog.objects.create(actor="a", action="x", created_at=timezone.now() - timedelta(days=8))
+    run = maintenance.run("audit_retention", actor="celery", batch=2)
+    assert (run.details["deleted"], run.details["batches"], run.details["retention_days"]) == (3, 2, 7)
 
 
 def test_a_failed_job_keeps_its_run_and_audit_row_although_its_own_work_rolled_back(bot):
