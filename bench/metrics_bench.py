@@ -60,7 +60,7 @@ def main() -> int:
     times.sort()
     p50, p95 = statistics.median(times), times[int(0.95 * len(times)) - 1]
     print("## /metrics scrape (bench/metrics_bench.py)\n")
-    print(f"gunicorn, {WORKERS} sync workers (multiprocess mode), {BOTS} bots in the database, {SCRAPES} scrapes.\n")
+    print(f"gunicorn, {WORKERS} uvicorn workers (multiprocess mode), {BOTS} bots in the database, {SCRAPES} scrapes.\n")
     print("| p50 ms | p95 ms | max ms | body bytes |")
     print("| ---: | ---: | ---: | ---: |")
     print(f"| {p50:.1f} | {p95:.1f} | {times[-1]:.1f} | {size} |")

@@ -8,6 +8,7 @@ path) is not pushed onto a thread by it.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -24,17 +25,34 @@ def json_error(status: int, detail: str | None = None) -> JsonResponse:
     return JsonResponse({"error": code, "detail": detail or f"{phrase.capitalize()}."}, status=status)
 
 
+def _media_type(response: HttpResponseBase) -> str:
+    return response.get("Content-Type", "").split(";")[0].strip()
+
+
 def _needs_json(request: HttpRequest, response: HttpResponseBase) -> bool:
     return (
         response.status_code >= 400
         and request.path.startswith(API_PREFIX)
         and not response.streaming
-        and response.get("Content-Type", "").split(";")[0].strip() != "application/json"
+        and _media_type(response) != "application/json"
     )
 
 
+def _drf_error(response: HttpResponseBase) -> dict | None:
+    """A DRF error already shaped {"error", "detail"} but rendered with a JSON-based media
+    type of the view's own (the schema view's application/vnd.oai.openapi+json)."""
+    if not _media_type(response).endswith("+json"):
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) and {"error", "detail"} <= set(body) else None
+
+
 def _as_json(response: HttpResponseBase) -> JsonResponse:
-    replacement = json_error(response.status_code)
+    shaped = _drf_error(response)
+    replacement = JsonResponse(shaped, status=response.status_code) if shaped else json_error(response.status_code)
     for header in KEPT_HEADERS:
         if header in response:
             replacement[header] = response[header]

@@ -34,7 +34,8 @@ def test_a_path_no_route_matches_is_a_json_404(client, path):
 def test_a_method_the_schema_view_does_not_take_is_a_json_405_with_allow(client):
     response = client.post("/api/schema")
     assert response.status_code == 405
-    assert response.json() == {"error": "method_not_allowed", "detail": "Method not allowed."}
+    assert response.json() == {"error": "method_not_allowed", "detail": 'Method "POST" not allowed.'}
+    assert response["Content-Type"] == "application/json"
     assert "GET" in response["Allow"]
 
 

@@ -68,8 +68,8 @@ def test_last_use_is_recorded_at_most_once_a_minute(scripter, django_assert_num_
     with time_machine.travel(start, tick=False):
         get_bots(key)
         assert ApiToken.objects.get().last_used_at == start
-    with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(2):
-        get_bots(key)  # the token and the bots: no write
+    with time_machine.travel(start + timedelta(seconds=30), tick=False), django_assert_num_queries(3):
+        get_bots(key)  # the token, the user's permissions (team scoping), the bots: no write
     assert ApiToken.objects.get().last_used_at == start
     with time_machine.travel(start + timedelta(seconds=61), tick=False):
         get_bots(key)
