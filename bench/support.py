@@ -30,6 +30,7 @@ def gunicorn(port: int, **env_overrides: str) -> Iterator[str]:
         cwd=ROOT,
         env=env,
         start_new_session=True,
+        stdout=sys.stderr,  # its log lines are progress, not part of the Markdown section
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -55,6 +56,7 @@ def start_runner(bot_id: int, **env_overrides: str) -> tuple[subprocess.Popen, s
         cwd=ROOT,
         env=env,
         start_new_session=True,
+        stdout=sys.stderr,
     )
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_ok(f"{url}/health") or proc.poll() is not None, timeout=30, what="runner /health")

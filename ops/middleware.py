@@ -12,6 +12,7 @@ from django.middleware.gzip import GZipMiddleware as DjangoGZipMiddleware
 from django.utils.functional import empty
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from deia.inline_middleware import Inline
 from ops.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 
 log = logging.getLogger("deia.request")
@@ -129,7 +130,7 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         return response
 
 
-class GZipMiddleware(DjangoGZipMiddleware):
+class GZipMiddleware(Inline, DjangoGZipMiddleware):
     """Django's gzip, except for server-sent events: gzip would hold each chunk of a
     streamed chat back until it had enough bytes to compress."""
 
