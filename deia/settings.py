@@ -22,6 +22,9 @@ VAR_DIR = Path(env.str("DEIA_VAR_DIR", str(BASE_DIR / "var")))
 # --- core -------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", False)
 SECRET_KEY = env.secret("SECRET_KEY")
+if SECRET_KEY is None and (VAR_DIR / "secret_key").is_file():
+    # The key `make run` writes: a second shell's manage.py finds it without exporting anything.
+    SECRET_KEY = Env({"SECRET_KEY_FILE": str(VAR_DIR / "secret_key")}).secret("SECRET_KEY")
 if SECRET_KEY is None:
     if not DEBUG:
         raise ConfigError("SECRET_KEY", "not set and DEBUG is off; set SECRET_KEY or SECRET_KEY_FILE")
@@ -99,7 +102,15 @@ _SQLITE_OPTIONS = {
     "timeout": 20,
     "transaction_mode": "IMMEDIATE",
 }
-DATABASES = {"default": env.database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'deia.sqlite3'}", _SQLITE_OPTIONS)}
+# Per process: every web worker, Celery worker and bot runner has its own pool.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", 10, minimum=1)
+# What a bot runner gets as its DB_POOL_MAX_SIZE (bots/lifecycle/process.py): it serves few connections.
+RUNNER_DB_POOL_MAX_SIZE = env.int("RUNNER_DB_POOL_MAX_SIZE", 4, minimum=1)
+DATABASES = {
+    "default": env.database(
+        "DATABASE_URL", f"sqlite:///{VAR_DIR / 'deia.sqlite3'}", _SQLITE_OPTIONS, pool_max=DB_POOL_MAX_SIZE
+    )
+}
 DATABASE_IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 DB_POOL_MAX = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 0) if DATABASE_IS_POSTGRES else 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
