@@ -9,6 +9,7 @@ turn into one line naming the variable.
 from __future__ import annotations
 
 import socket
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -312,24 +313,30 @@ STORAGES = {
 # --- logging ----------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error", "critical")).upper()
 LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
+# Under systemd (the units set it): each line starts with its syslog priority, <3> to <7>.
+LOG_SYSLOG_PREFIX = env.bool("LOG_SYSLOG_PREFIX", False)
+# Servers (gunicorn, Celery, runbot, runserver) log to stdout. A one-shot manage.py command
+# logs to stderr, so its stdout is its result alone (scripts read it); journald takes both.
+_ONE_SHOT_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] not in (["runbot"], ["runserver"])
+LOG_STREAM = "ext://sys.stderr" if _ONE_SHOT_COMMAND else "ext://sys.stdout"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "ops.logs.RequestIdFilter"}},
     "formatters": {
         # One JSON object per line (time, level, logger, message, request_id, extra fields).
-        "json": {"()": "ops.logs.JsonFormatter"},
-        "text": {"()": "ops.logs.TextFormatter"},
+        "json": {"()": "ops.logs.JsonFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
+        "text": {"()": "ops.logs.TextFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
     },
     "handlers": {
-        "stdout": {
+        "console": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            "stream": LOG_STREAM,
             "formatter": LOG_FORMAT,
             "filters": ["request_id"],
         }
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Our request log replaces Django's own per-request lines.
         "django.server": {"level": "WARNING"},

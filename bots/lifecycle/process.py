@@ -280,6 +280,7 @@ def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
     path = log_path(slug)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = runner_env(dict(os.environ))
+    env.pop("LOG_SYSLOG_PREFIX", None)  # its output goes to a file, not to the journal
     # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
     env["DB_POOL_MAX_SIZE"] = str(settings.RUNNER_DB_POOL_MAX_SIZE)
     env[TAG_VAR] = runner_tag(bot_id)
