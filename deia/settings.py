@@ -151,6 +151,11 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 else:
     # A task left unacknowledged by a dead worker comes back after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # Redis with a guard: a message that is not JSON is dropped and counted (ops/broker.py).
+    CELERY_BROKER_TRANSPORT = "ops.broker:RedisTransport"
+# Counts the messages Celery rejects (unknown task, undecodable body) and never raises on one.
+CELERY_WORKER_CONSUMER = "ops.broker:Consumer"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
