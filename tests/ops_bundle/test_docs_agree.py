@@ -82,3 +82,13 @@ def test_nginx_serves_static_files_from_where_setup_collects_them() -> None:
     static_root = env_example().get("STATIC_ROOT")
     assert static_root, "deia.env.example leaves STATIC_ROOT to its default under the private state directory"
     assert Path(alias.group(1)) == Path(static_root)
+
+
+def test_the_docs_do_not_describe_conn_health_checks_as_a_switch() -> None:
+    from deia.config import Env
+
+    db = Env({}).database("DATABASE_URL", "postgres://deia@db/deia", {})
+    assert db["CONN_HEALTH_CHECKS"] is True
+    for page in DOCS:
+        switched = re.findall(r"CONN_HEALTH_CHECKS\s*(?:off|on|=|set to)", page.read_text())
+        assert not switched, f"{page.relative_to(REPO)} treats CONN_HEALTH_CHECKS as a setting: {switched}"
