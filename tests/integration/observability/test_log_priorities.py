@@ -12,12 +12,13 @@ import json
 import logging
 import subprocess
 
+import httpx
 import pytest
 from django.conf import settings
 
 from ops.logs import JsonFormatter, TextFormatter
 from ops.models import AuditLog
-from tests.support.procs import PYTHON, ROOT
+from tests.support.procs import PYTHON, ROOT, wait_for
 
 LEVELS = [
     (logging.CRITICAL, "<3>"),
@@ -75,3 +76,18 @@ def test_a_state_changing_command_prints_only_its_summary_on_stdout(child_env):
     assert AuditLog.objects.count() == 1  # it did change state
     # The audit line is still logged, on stderr.
     assert any('"deia.audit"' in line for line in result.stderr.splitlines()), result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gunicorn_s_own_lines_and_the_app_s_carry_the_prefix_under_the_units_setting(gunicorn):
+    url = gunicorn(workers=1, LOG_SYSLOG_PREFIX="true", LOG_LEVEL="INFO")
+    assert httpx.get(f"{url}/health").status_code == 200
+
+    def lines() -> list[str]:
+        found = gunicorn.proc.output().splitlines()
+        return found if any('"deia.request"' in line for line in found) else []
+
+    output = wait_for(lines, timeout=10, what="the request's log line")
+    assert any(line.startswith("<6>[") and "Booting worker" in line for line in output), output
+    request = next(line for line in output if '"deia.request"' in line)
+    assert request.startswith("<6>{") and json.loads(request[3:])["path"] == "/health"
