@@ -9,6 +9,7 @@ turn into one line naming the variable.
 from __future__ import annotations
 
 import socket
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,6 +23,9 @@ VAR_DIR = Path(env.str("DEIA_VAR_DIR", str(BASE_DIR / "var")))
 # --- core -------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", False)
 SECRET_KEY = env.secret("SECRET_KEY")
+if SECRET_KEY is None and (VAR_DIR / "secret_key").is_file():
+    # The key `make run` writes: a second shell's manage.py finds it without exporting anything.
+    SECRET_KEY = Env({"SECRET_KEY_FILE": str(VAR_DIR / "secret_key")}).secret("SECRET_KEY")
 if SECRET_KEY is None:
     if not DEBUG:
         raise ConfigError("SECRET_KEY", "not set and DEBUG is off; set SECRET_KEY or SECRET_KEY_FILE")
@@ -101,7 +105,15 @@ _SQLITE_OPTIONS = {
     "timeout": 20,
     "transaction_mode": "IMMEDIATE",
 }
-DATABASES = {"default": env.database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'deia.sqlite3'}", _SQLITE_OPTIONS)}
+# Per process: every web worker, Celery worker and bot runner has its own pool.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", 10, minimum=1)
+# What a bot runner gets as its DB_POOL_MAX_SIZE (bots/lifecycle/process.py): it serves few connections.
+RUNNER_DB_POOL_MAX_SIZE = env.int("RUNNER_DB_POOL_MAX_SIZE", 4, minimum=1)
+DATABASES = {
+    "default": env.database(
+        "DATABASE_URL", f"sqlite:///{VAR_DIR / 'deia.sqlite3'}", _SQLITE_OPTIONS, pool_max=DB_POOL_MAX_SIZE
+    )
+}
 DATABASE_IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 DB_POOL_MAX = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 0) if DATABASE_IS_POSTGRES else 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -141,6 +153,11 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 else:
     # A task left unacknowledged by a dead worker comes back after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # Redis with a guard: a message that is not JSON is dropped and counted (ops/broker.py).
+    CELERY_BROKER_TRANSPORT = "ops.broker:RedisTransport"
+# Counts the messages Celery rejects (unknown task, undecodable body) and never raises on one.
+CELERY_WORKER_CONSUMER = "ops.broker:Consumer"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -303,24 +320,30 @@ STORAGES = {
 # --- logging ----------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", "INFO", ("debug", "info", "warning", "error", "critical")).upper()
 LOG_FORMAT = env.choice("LOG_FORMAT", "json", ("json", "text"))
+# Under systemd (the units set it): each line starts with its syslog priority, <3> to <7>.
+LOG_SYSLOG_PREFIX = env.bool("LOG_SYSLOG_PREFIX", False)
+# Servers (gunicorn, Celery, runbot, runserver) log to stdout. A one-shot manage.py command
+# logs to stderr, so its stdout is its result alone (scripts read it); journald takes both.
+_ONE_SHOT_COMMAND = Path(sys.argv[0]).name == "manage.py" and sys.argv[1:2] not in (["runbot"], ["runserver"])
+LOG_STREAM = "ext://sys.stderr" if _ONE_SHOT_COMMAND else "ext://sys.stdout"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "ops.logs.RequestIdFilter"}},
     "formatters": {
         # One JSON object per line (time, level, logger, message, request_id, extra fields).
-        "json": {"()": "ops.logs.JsonFormatter"},
-        "text": {"()": "ops.logs.TextFormatter"},
+        "json": {"()": "ops.logs.JsonFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
+        "text": {"()": "ops.logs.TextFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
     },
     "handlers": {
-        "stdout": {
+        "console": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            "stream": LOG_STREAM,
             "formatter": LOG_FORMAT,
             "filters": ["request_id"],
         }
     },
-    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         # Our request log replaces Django's own per-request lines.
         "django.server": {"level": "WARNING"},

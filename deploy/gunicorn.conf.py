@@ -58,6 +58,8 @@ control_socket_disable = True
 # (deia.asgi.AccessLog).
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+# Its own lines carry the syslog priority too when LOG_SYSLOG_PREFIX is on (the units).
+logger_class = "deia.gunicorn_log.Logger"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 

@@ -60,11 +60,34 @@ def _iso_utc(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority journald files a line under: err, warning, info or debug."""
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    return 6 if levelno >= logging.INFO else 7
+
+
+class SyslogPrefix:
+    """With syslog_prefix=True a line starts with `<N>` (sd-daemon(3)): journald, whose
+    SyslogLevelPrefix= is on by default, strips it and stores the line at that priority, so
+    `journalctl -p err` finds errors. The rest of the line is unchanged (pure JSON)."""
+
+    def __init__(self, *args, syslog_prefix: bool = False, **kwargs) -> None:
+        self.syslog_prefix = syslog_prefix
+        super().__init__(*args, **kwargs)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        return f"<{syslog_priority(record.levelno)}>{line}" if self.syslog_prefix else line
+
+
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _RECORD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id", "taskName"}
 
 
-class JsonFormatter(_BaseJsonFormatter):
+class JsonFormatter(SyslogPrefix, _BaseJsonFormatter):
     """One JSON object per line: time, level, logger, message, request_id and every `extra` field."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -94,11 +117,11 @@ def escape_controls(text: str) -> str:
     return text.translate(_CONTROL)
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(SyslogPrefix, logging.Formatter):
     """For people (LOG_FORMAT=text): the message, then the `extra` fields as key=value."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s")
+    def __init__(self, **kwargs) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s", **kwargs)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _iso_utc(record)

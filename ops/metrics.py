@@ -179,6 +179,15 @@ declare(
         initial=tuple((t,) for t in MAINTENANCE_TASKS),
     )
 )
+declare(
+    StoredMetric(
+        "deia_task_rejected_total",
+        "counter",
+        "Messages a Celery worker dropped because it could not read them (bad bytes, bad JSON, unknown task).",
+        ("queue",),
+        initial=(("bots",), ("maintenance",)),
+    )
+)
 declare(StoredMetric("deia_backup_last_success_timestamp_seconds", "gauge", "Unix time of the last good backup."))
 declare(StoredMetric("deia_backup_size_bytes", "gauge", "Size of the last good backup."))
 

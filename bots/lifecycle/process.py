@@ -24,8 +24,6 @@ from django.db import connection
 
 TAG_VAR = "DEIA_RUNNER_TAG"
 SECRET_ENV = "DEIA_BOT_SECRET"  # noqa: S105 - the variable's name; the runner pops it at start
-# A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
-RUNNER_POOL_SIZE = "4"
 
 # A runner gets only the environment it reads (deia/settings.py through settings_runner),
 # never a copy of the worker's: no broker or cache URL, no cloud keys, no admin password,
@@ -156,14 +154,66 @@ def kill_group(pid: int, sig: int = signal.SIGKILL) -> bool:
 
 
 def reap_children() -> None:
-    """Collect exit statuses of runners this worker process spawned, so none lingers as a zombie."""
+    """Collect exit statuses of runners this worker process spawned, so none lingers as a zombie.
+
+    Each status is noted (exits_dir()) for whichever worker process reports the crash: the
+    runner's parent is the pool process that started it, often not the one that notices.
+    """
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        _note_exit(pid, status)
+
+
+# Notes older than this belong to runners nobody reported as crashed (stopped ones).
+EXIT_NOTE_MAX_AGE = 24 * 3600
+
+
+def exits_dir() -> Path:
+    return Path(settings.LOG_DIR) / "exits"
+
+
+def _note_exit(pid: int, status: int) -> None:
+    folder = exits_dir()
+    with contextlib.suppress(OSError):
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (folder / str(pid)).write_text(str(status))
+        cutoff = time.time() - EXIT_NOTE_MAX_AGE
+        for old in folder.iterdir():
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+
+
+def _zombie_status(pid: int) -> int | None:
+    """A dead runner's wait status while it waits for its parent (/proc/<pid>/stat field 52)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+    # fields[0] is field 3 (state); the exit code is field 52.
+    return int(fields[49]) if len(fields) > 49 and fields[0] == "Z" else None
+
+
+def exit_status(pid: int | None) -> int | str | None:
+    """How a dead runner ended: its exit code, the signal's name ("SIGKILL"), or None if unknown."""
+    if not pid:
+        return None
+    status = _zombie_status(pid)
+    note = exits_dir() / str(pid)
+    with contextlib.suppress(OSError, ValueError):
+        status = int(note.read_text()) if status is None else status
+    with contextlib.suppress(OSError):
+        note.unlink(missing_ok=True)
+    if status is None:
+        return None
+    if os.WIFSIGNALED(status):
+        return signal.Signals(os.WTERMSIG(status)).name
+    return os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
 
 
 def terminate(pid: int, grace: float) -> bool:
@@ -191,6 +241,17 @@ def log_path(slug: str) -> Path:
     return Path(settings.LOG_DIR) / f"bot-{slug}.log"
 
 
+def last_lines(path: Path, count: int = 5, offset: int = 0) -> list[str]:
+    """The last `count` non-empty lines of a runner's log after `offset`, each cut at 500 characters."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(offset, f.seek(0, os.SEEK_END) - 16384))
+            lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+    except OSError:
+        return []
+    return [line.decode(errors="replace")[:500] for line in lines[-count:]]
+
+
 @dataclass
 class Spawned:
     popen: subprocess.Popen
@@ -206,13 +267,8 @@ class Spawned:
 
     def last_line(self) -> str:
         """The runner's last output line since it was spawned (its one-line start-up error)."""
-        try:
-            with open(self.log, "rb") as f:
-                f.seek(self.log_offset)
-                lines = [line.strip() for line in f.read()[-8192:].splitlines() if line.strip()]
-        except OSError:
-            return ""
-        return lines[-1].decode(errors="replace")[:500] if lines else ""
+        lines = last_lines(self.log, 1, self.log_offset)
+        return lines[-1] if lines else ""
 
 
 def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
@@ -224,7 +280,9 @@ def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
     path = log_path(slug)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = runner_env(dict(os.environ))
-    env["DB_POOL_MAX_SIZE"] = RUNNER_POOL_SIZE
+    env.pop("LOG_SYSLOG_PREFIX", None)  # its output goes to a file, not to the journal
+    # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
+    env["DB_POOL_MAX_SIZE"] = str(settings.RUNNER_DB_POOL_MAX_SIZE)
     env[TAG_VAR] = runner_tag(bot_id)
     env[SECRET_ENV] = secret
     args = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runbot", str(bot_id), "--port", str(port)]

@@ -19,9 +19,12 @@ from django.utils import timezone
 
 from bots.lifecycle import dispatch
 from bots.lifecycle.process import (
+    exit_status,
     health,
     is_runner,
     kill_group,
+    last_lines,
+    log_path,
     pick_port,
     reap_children,
     runner_pids,
@@ -229,6 +232,12 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
             return "superseded"
         if pid and is_runner(pid, bot.pk):
             kill_group(pid)  # hung: it cannot be trusted to finish anything
+            exit_ = "SIGKILL"
+        else:
+            reap_children()  # if this process is its parent, its status is noted now
+            exit_ = exit_status(pid)
+        # What the runbook looks at first: how it ended and what it said last.
+        output = [redact(line) for line in last_lines(log_path(bot.slug))]
         port = bot.port
         uptime = (timezone.now() - bot.started_at).total_seconds() if bot.started_at else None
         clear_process(bot)
@@ -238,6 +247,7 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
         bot.save(update_fields=[*PROCESS_FIELDS, "last_error", "start_failures", "next_start_at"])
         retry_in = None if gave_up else backoff(bot.start_failures)
         details = {"pid": pid, "port": port, "reason": reason, "uptime_seconds": uptime, "retry_in": retry_in}
+        details |= {"exit": exit_, "last_lines": output}
         record(
             bot,
             "bot.crash",

@@ -46,6 +46,7 @@ APP_METRICS = {
     "deia_backup_size_bytes",
     "deia_maintenance_runs_total",
     "deia_maintenance_last_success_timestamp_seconds",
+    "deia_task_rejected_total",
     "deia_health_check_up",
     "django_http_requests_total_by_method_total",
     "django_http_responses_total_by_status_total",

@@ -30,6 +30,7 @@ WEB_CONTRACT = (
     "deia_backup_size_bytes",
     "deia_maintenance_runs_total",
     "deia_maintenance_last_success_timestamp_seconds",
+    "deia_task_rejected_total",
     "deia_health_check_up",
     # django-prometheus: requests, responses, latency, database, cache; and the process.
     "django_http_requests_total_by_method_total",

@@ -141,3 +141,12 @@ class HangingServer:
         for client in self.clients:
             client.close()
         self.sock.close()
+
+
+def error_lines(stderr: str) -> list[str]:
+    """A command's stderr without its log lines (JSON objects): what it says as an error.
+
+    One-shot manage.py commands log to stderr (their stdout is their result alone), so a
+    failing job's log line may precede its one-line error.
+    """
+    return [line for line in stderr.strip().splitlines() if not line.startswith("{")]

@@ -120,3 +120,40 @@ def test_start_up_stops_with_one_line(changes, expected):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("configuration error: ")
     assert expected in lines[0]
+
+
+def manage_shell(code: str, env_changes: dict[str, str | None]) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in env_changes}
+    env.update({k: v for k, v in env_changes.items() if v is not None})
+    args = [PYTHON, "manage.py", "shell", "-v", "0", "-c", code]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_db_pool_max_size_sizes_the_pool_and_is_exported():
+    code = (
+        "from django.db import connection; from prometheus_client import REGISTRY; "
+        "from ops.metrics import update_pool_gauges; connection.ensure_connection(); update_pool_gauges(); "
+        "print(connection.pool.max_size, REGISTRY.get_sample_value('deia_db_pool_max'))"
+    )
+    result = manage_shell(code, {"DB_POOL_MAX_SIZE": "7"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["7", "7.0"]
+
+
+@pytest.mark.parametrize("name", ["DB_POOL_MAX_SIZE", "RUNNER_DB_POOL_MAX_SIZE"])
+def test_a_bad_pool_size_is_a_one_line_configuration_error(name):
+    result = run_manage({name: "lots"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"configuration error: {name}: expected a whole number, got 'lots'"
+
+
+def test_manage_py_finds_the_key_make_run_left_in_the_var_dir(tmp_path):
+    (tmp_path / "secret_key").write_text("key-that-make-run-wrote-0123456789-abcdefghijklmnopqrstuvwxyz\n")
+    changes = {"SECRET_KEY": None, "SECRET_KEY_FILE": None, "DEBUG": "false", "DEIA_VAR_DIR": str(tmp_path)}
+    assert run_manage(changes).returncode == 0
+    result = manage_shell("from django.conf import settings; print(settings.SECRET_KEY)", changes)
+    assert result.stdout.strip() == "key-that-make-run-wrote-0123456789-abcdefghijklmnopqrstuvwxyz"
+    # Without the file the key is still required.
+    (tmp_path / "secret_key").unlink()
+    result = run_manage(changes)
+    assert result.returncode == 2 and "SECRET_KEY: not set" in result.stderr

@@ -19,7 +19,7 @@ from ops.maintenance.backup import backup_files, sha256_of, sidecar_path
 from ops.metrics import set_gauge
 from ops.models import AuditLog, MaintenanceRun
 from tests.plugins.maintenance import fill, metric
-from tests.support.procs import PYTHON, ROOT, wait_for
+from tests.support.procs import PYTHON, ROOT, error_lines, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -261,7 +261,7 @@ def test_a_backup_with_one_byte_flipped_is_refused_by_its_checksum_and_nothing_c
     for args in (("restore", str(dump), "--yes"), ("verify_backup", str(dump))):
         done = _manage(env, *args)
         assert done.returncode != 0, args
-        lines = done.stderr.strip().splitlines()
+        lines = error_lines(done.stderr)
         assert len(lines) == 1 and "checksum does not match" in lines[0], done.stderr
         assert "Traceback" not in done.stderr
 

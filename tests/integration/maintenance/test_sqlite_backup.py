@@ -8,6 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 from ops.maintenance.backup import sha256_of, sidecar_path
+from tests.support.procs import error_lines
 
 SEED = """
 from bots.models import Backend, Bot, ChatMessage, Role
@@ -55,7 +56,7 @@ def test_on_sqlite_a_corrupted_backup_is_refused_by_the_check_and_by_restore(sql
     for args in (("verify_backup", str(dump)), ("restore", str(dump), "--yes")):
         done = sqlite_install.manage(*args)
         assert done.returncode != 0 and "checksum does not match" in done.stderr, args
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert len(error_lines(done.stderr)) == 1, done.stderr
 
     # A damaged file whose record was rewritten to match it is still not restored.
     dump.write_bytes(b"SQLite format 3\0" + b"\xff" * (len(content) - 16))
@@ -64,7 +65,7 @@ def test_on_sqlite_a_corrupted_backup_is_refused_by_the_check_and_by_restore(sql
     for args in (("verify_backup", str(dump)), ("restore", str(dump), "--yes")):
         done = sqlite_install.manage(*args)
         assert done.returncode != 0 and "not a readable SQLite backup" in done.stderr, (args, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert len(error_lines(done.stderr)) == 1, done.stderr
 
     assert sqlite_install.count("bots_bot") == 1 and sqlite_install.count("chat_messages") == 12
     assert (
