@@ -223,11 +223,8 @@ async def first_tokens(web: str, headers: dict, bots: list[Bot], chats: int) -> 
             body = {"message": f"stream number {i} please", "stream": True}
             async with client.stream("POST", f"{web}/api/bots/{bot.pk}/messages", json=body, headers=headers) as r:
                 async for line in r.aiter_lines():
-                    if line.startswith("event: chunk"):
+                    if line.startswith("event: chunk") and len(ttft) <= i:
                         ttft.append((time.perf_counter() - began) * 1000)
-                        break
-                async for _ in r.aiter_raw():
-                    pass
     return ttft
 
 

@@ -135,6 +135,13 @@ class BotMessagesView(APIView):
         return paginator.get_paginated_response(ChatMessageSerializer(page, many=True).data)
 
     # --- chat --------------------------------------------------------------------------
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        # Authentication, permissions and throttles (DRF's initial) and the chat's own
+        # checks in one hop to a thread, whose connection goes back before the wait.
+        super().initial(request, *args, **kwargs)
+        if request.method == "POST":
+            self.chat = self._prepare(request, kwargs["pk"])
+
     @extend_schema(
         operation_id="bots_messages_create",
         request=SendMessageSerializer,
@@ -154,7 +161,7 @@ class BotMessagesView(APIView):
         },
     )
     async def post(self, request: Request, pk: int):
-        chat = await sync_to_async(self._prepare)(request, pk)
+        chat: Chat = self.chat
         streamed = False
         try:
             request_id = getattr(request, "request_id", None) or new_request_id()
