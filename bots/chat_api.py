@@ -13,6 +13,8 @@ user_limit, both at once and with Retry-After.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
+from rest_framework.views import APIView as DRFAPIView
 
 from bots import access
 from bots.api import ERRORS, ON_A_BOT, Conflict, exception_handler, get_visible_bot
@@ -45,6 +48,16 @@ from bots.serializers import (
 from ops.logs import new_request_id
 
 RETRY_AFTER_USER_LIMIT = "1"
+_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _admission() -> asyncio.Semaphore:
+    """Chats in their synchronous step at once, per worker (event loop): two of the pool's
+    connections always stay free for the admin, the API and /health."""
+    loop = asyncio.get_running_loop()
+    if loop not in _semaphores:
+        _semaphores[loop] = asyncio.Semaphore(max(1, (settings.DB_POOL_MAX or 10) - 2))
+    return _semaphores[loop]
 
 
 class UserLimit(exceptions.Throttled):
@@ -113,6 +126,21 @@ class BotMessagesView(APIView):
     def get_exception_handler(self):
         return exception_handler
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        """adrf runs this in a thread before the handler; the checks run in `_admitted`."""
+
+    async def _admitted(self, step, request: Request, pk: int):
+        """DRF's checks (authentication, permissions, throttles) and `step`, in one hop to a
+        thread, at most ADMISSION at once in this worker: a burst of chats waits here, on
+        the event loop, and leaves database connections for the rest of the control plane."""
+        async with _admission():
+
+            def checked():
+                DRFAPIView.initial(self, request, pk=pk)
+                return step(request, pk)
+
+            return await sync_to_async(checked)()
+
     # --- history -----------------------------------------------------------------------
     @extend_schema(
         operation_id="bots_messages_list",
@@ -124,7 +152,7 @@ class BotMessagesView(APIView):
         },
     )
     async def get(self, request: Request, pk: int) -> Response:
-        return await sync_to_async(self._history)(request, pk)
+        return await self._admitted(self._history, request, pk)
 
     def _history(self, request: Request, pk: int) -> Response:
         bot = get_visible_bot(self, request, pk)
@@ -135,13 +163,6 @@ class BotMessagesView(APIView):
         return paginator.get_paginated_response(ChatMessageSerializer(page, many=True).data)
 
     # --- chat --------------------------------------------------------------------------
-    def initial(self, request: Request, *args, **kwargs) -> None:
-        # Authentication, permissions and throttles (DRF's initial) and the chat's own
-        # checks in one hop to a thread, whose connection goes back before the wait.
-        super().initial(request, *args, **kwargs)
-        if request.method == "POST":
-            self.chat = self._prepare(request, kwargs["pk"])
-
     @extend_schema(
         operation_id="bots_messages_create",
         request=SendMessageSerializer,
@@ -161,7 +182,7 @@ class BotMessagesView(APIView):
         },
     )
     async def post(self, request: Request, pk: int):
-        chat: Chat = self.chat
+        chat: Chat = await self._admitted(self._prepare, request, pk)
         streamed = False
         try:
             request_id = getattr(request, "request_id", None) or new_request_id()
