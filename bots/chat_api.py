@@ -52,11 +52,11 @@ _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaph
 
 
 def _admission() -> asyncio.Semaphore:
-    """Chats in their synchronous step at once, per worker (event loop): two of the pool's
-    connections always stay free for the admin, the API and /health."""
+    """Chats in their synchronous step at once, per worker (event loop): what the database
+    pool has beyond the WEB_SYNC_THREADS the admin, the API and /health may use."""
     loop = asyncio.get_running_loop()
     if loop not in _semaphores:
-        _semaphores[loop] = asyncio.Semaphore(max(1, (settings.DB_POOL_MAX or 10) - 2))
+        _semaphores[loop] = asyncio.Semaphore(max(1, (settings.DB_POOL_MAX or 10) - settings.WEB_SYNC_THREADS))
     return _semaphores[loop]
 
 

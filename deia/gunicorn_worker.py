@@ -4,6 +4,7 @@ so it loads no Django)."""
 from __future__ import annotations
 
 import socket
+import sys
 
 from uvicorn_worker import UvicornWorker
 
@@ -23,6 +24,9 @@ class Worker(UvicornWorker):
     }
 
     def run(self) -> None:
+        # The event loop hands each request to a thread and back: with the default 5 ms
+        # GIL switch interval each hand-off could wait that long behind a busy thread.
+        sys.setswitchinterval(0.0005)
         # gunicorn's listeners are made with protocol 0, so asyncio leaves Nagle on for
         # their connections and every keep-alive answer written in two parts waits 40 ms for
         # a delayed ACK. Accepted connections inherit TCP_NODELAY from the listener.

@@ -116,6 +116,9 @@ DATABASES = {
 }
 DATABASE_IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 DB_POOL_MAX = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 0) if DATABASE_IS_POSTGRES else 0
+# Threads per web worker for everything but the chat path (deia/asgi.py); chats entering
+# their synchronous step share the rest of the pool (bots.chat_api).
+WEB_SYNC_THREADS = env.int("WEB_SYNC_THREADS", max(2, (DB_POOL_MAX or 10) // 2), minimum=1, maximum=256)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache and broker -------------------------------------------------------------
