@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.middleware import clickjacking, common, csrf, security
+from django.middleware import common
 from django_prometheus import middleware as prometheus
 
 
@@ -64,15 +64,7 @@ class PrometheusAfterMiddleware(Inline, prometheus.PrometheusAfterMiddleware):
     pass
 
 
-class SecurityMiddleware(Inline, security.SecurityMiddleware):
-    pass
-
-
 class CommonMiddleware(Inline, common.CommonMiddleware):
-    pass
-
-
-class CsrfViewMiddleware(Inline, csrf.CsrfViewMiddleware):
     pass
 
 
@@ -81,10 +73,6 @@ class AuthenticationMiddleware(Inline, auth.AuthenticationMiddleware):
 
 
 class MessageMiddleware(Inline, messages.MessageMiddleware):
-    pass
-
-
-class XFrameOptionsMiddleware(Inline, clickjacking.XFrameOptionsMiddleware):
     pass
 
 

@@ -58,21 +58,22 @@ INSTALLED_APPS = [
 ]
 
 # Django's own middleware through deia.inline_middleware: the same classes, their hooks run
-# on the event loop instead of a thread hop each (see there).
+# on the event loop instead of a thread hop each (see there). Security, CSRF and
+# X-Frame-Options stay Django's own classes: `check --deploy` looks for them by name.
 MIDDLEWARE = [
     "deia.proxies.ForwardedHeadersMiddleware",
     "deia.inline_middleware.PrometheusBeforeMiddleware",
     "ops.middleware.RequestLogMiddleware",
     "deia.middleware.ApiJsonErrorsMiddleware",
-    "deia.inline_middleware.SecurityMiddleware",
+    "django.middleware.security.SecurityMiddleware",
     "ops.middleware.StaticFilesMiddleware",
     "ops.middleware.GZipMiddleware",
     "deia.inline_middleware.SessionMiddleware",
     "deia.inline_middleware.CommonMiddleware",
-    "deia.inline_middleware.CsrfViewMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "deia.inline_middleware.AuthenticationMiddleware",
     "deia.inline_middleware.MessageMiddleware",
-    "deia.inline_middleware.XFrameOptionsMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Turns a locked-out sign-in into a 429 page (after the auth backends flagged it).
     "axes.middleware.AxesMiddleware",
     "deia.inline_middleware.PrometheusAfterMiddleware",
