@@ -12,6 +12,7 @@ forwarded_allow_ips is set from the same variable.
 from __future__ import annotations
 
 import ipaddress
+import secrets
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -95,3 +96,20 @@ class ForwardedHeadersMiddleware:
             for name in PROXY_SET_HEADERS:
                 request.META.pop(name, None)
         return self.get_response(request)
+
+
+def scrape_allowed(ip: str | None, authorization: str) -> bool:
+    """The metrics ACL, for the web and for each bot runner: an allowed address or the token."""
+    token = settings.METRICS_TOKEN
+    if token and authorization.startswith("Bearer "):
+        # Bytes: a non-ASCII header must be a refusal, not compare_digest's TypeError.
+        given = authorization[7:].strip().encode("utf-8", "surrogateescape")
+        if secrets.compare_digest(given, token.encode()):
+            return True
+    if ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in network for network in settings.METRICS_ALLOWED_CIDRS)

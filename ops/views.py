@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import ipaddress
-import secrets
-
-from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from deia.proxies import scrape_allowed
 from ops.audit import client_ip
 from ops.health import CHECKS, run_checks
 
@@ -54,23 +51,6 @@ def health_details_allowed(request: HttpRequest) -> bool:
 def metrics_allowed(request: HttpRequest) -> bool:
     """Loopback (or METRICS_ALLOWED_CIDRS), or the METRICS_TOKEN as a bearer token."""
     return scrape_allowed(client_ip(request), request.headers.get("Authorization", ""))
-
-
-def scrape_allowed(ip: str | None, authorization: str) -> bool:
-    """The metrics ACL, for the web and for each bot runner: an allowed address or the token."""
-    token = settings.METRICS_TOKEN
-    if token and authorization.startswith("Bearer "):
-        # Bytes: a non-ASCII header must be a refusal, not compare_digest's TypeError.
-        given = authorization[7:].strip().encode("utf-8", "surrogateescape")
-        if secrets.compare_digest(given, token.encode()):
-            return True
-    if ip is None:
-        return False
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in network for network in settings.METRICS_ALLOWED_CIDRS)
 
 
 def forbidden() -> JsonResponse:

@@ -26,8 +26,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from bots.metrics import CHAT_REJECTED, CHATS_IN_FLIGHT, REJECT_BOT_BUSY
 from bots.runner.chat import BadRequest, BotContext, ChatResult, handle_chat, parse_chat
 from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
+from deia.proxies import scrape_allowed
 from ops.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
-from ops.views import scrape_allowed
 
 log = logging.getLogger("deia.runner.request")
 
