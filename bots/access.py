@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from rest_framework import permissions
 
 from bots.models import Bot
-from ops.audit import audit
+from deia.audit import audit
 
 OPERATE = "bots.operate_bot"
 CHAT = "bots.chat_bot"

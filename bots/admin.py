@@ -11,9 +11,9 @@ from django.utils.timesince import timesince
 
 from bots import access, lifecycle
 from bots.models import Bot, ChatMessage, Status
-from ops.admin import ReadOnlyAdmin
-from ops.admin_audit import AuditedAdminMixin
-from ops.audit import client_ip
+from deia.admin import ReadOnlyAdmin
+from deia.admin_audit import AuditedAdminMixin
+from deia.audit import client_ip
 
 RECENT_MESSAGES = 20
 

@@ -17,7 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from bots import access, lifecycle
 from bots.models import Bot
 from bots.serializers import BotSerializer, ErrorSerializer
-from ops.audit import client_ip
+from deia.audit import client_ip
 
 
 class Conflict(exceptions.APIException):

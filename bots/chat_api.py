@@ -45,7 +45,7 @@ from bots.serializers import (
     ErrorSerializer,
     SendMessageSerializer,
 )
-from ops.logs import new_request_id
+from deia.logs import new_request_id
 
 RETRY_AFTER_USER_LIMIT = "1"
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()

@@ -27,7 +27,8 @@ from typing import Any, Protocol
 import httpx
 from tenacity import AsyncRetrying, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from ops.logs import REQUEST_ID_HEADER
+from bots.models import Backend
+from deia.logs import REQUEST_ID_HEADER
 
 
 class LLMError(Exception):
@@ -387,8 +388,6 @@ class EchoBackend:
 def get_backend(bot: Any) -> LLMBackend:
     """The backend a bot is configured for, with timeouts and retries from settings."""
     from django.conf import settings
-
-    from bots.models import Backend
 
     common = {
         "connect_timeout": settings.LLM_CONNECT_TIMEOUT,

@@ -1,6 +1,6 @@
 """Bot metrics.
 
-- Lifecycle counters and the startup histogram are *stored* (ops.metrics): workers on any
+- Lifecycle counters and the startup histogram are *stored* (deia.metrics): workers on any
   host add to them in the transaction of the transition; the web app exports them.
 - Fleet gauges are read from the database when the web app is scraped.
 - Message, LLM and token metrics live in each runner process and are served by the
@@ -14,7 +14,9 @@ from django.db.models import Count
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from ops.metrics import RUNNER_ONLY, SCRAPE_COLLECTORS, StoredMetric, declare
+from bots.models import Bot, Status
+from deia.flags import starts_frozen
+from deia.metrics import RUNNER_ONLY, SCRAPE_COLLECTORS, StoredMetric, declare
 
 # --- stored lifecycle metrics (web app) -----------------------------------------------
 STARTS = declare(
@@ -37,8 +39,6 @@ RESTARTS = declare(StoredMetric("deia_bot_restarts_total", "counter", "Automatic
 
 def collect_fleet():
     """deia_bots{status} and deia_bots_max, read from the database at scrape time."""
-    from bots.models import Bot, Status
-
     counts = dict.fromkeys(Status.values, 0)
     for row in Bot.objects.order_by().values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
@@ -46,8 +46,6 @@ def collect_fleet():
     for status, n in counts.items():
         bots.add_metric([status], n)
     yield bots
-    from ops.flags import starts_frozen
-
     limit = 0 if starts_frozen() else settings.MAX_BOTS
     yield GaugeMetricFamily("deia_bots_max", "Most bots allowed to run now (0 while starts are frozen).", value=limit)
 

@@ -7,7 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from bots.models import Bot
-from ops.views import forbidden, metrics_allowed
+from deia.proxies import forbidden, metrics_allowed
 
 
 @never_cache

@@ -13,6 +13,7 @@ from celery.signals import celeryd_after_setup
 from django.conf import settings
 
 from bots.lifecycle import dispatch, reconcile, transitions
+from bots.models import Bot
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -45,8 +46,6 @@ def reconcile_bot(bot_id: int) -> str:
 def stop_bot(bot_id: int) -> str:
     """Stop a bot's process. It never deletes on its own say: only a bot an operator deleted
     (Bot.delete_requested, set by lifecycle.request_delete) goes once stopped."""
-    from bots.models import Bot
-
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is not None and dispatch.owned_elsewhere(bot):
         dispatch.send("bots.tasks.stop_bot", [bot_id], dispatch.queue_for(bot))

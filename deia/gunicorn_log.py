@@ -1,5 +1,5 @@
 """gunicorn's own log lines (start-up, worker timeouts and crashes, its access log) with the
-syslog priority prefix the app's lines carry when LOG_SYSLOG_PREFIX is on (ops.logs), so a
+syslog priority prefix the app's lines carry when LOG_SYSLOG_PREFIX is on (deia.logs), so a
 worker timeout reaches the journal at err, not info."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 from gunicorn import glogging
 
 from deia.config import ConfigError, Env, fail
-from ops.logs import syslog_priority
+from deia.logs import syslog_priority
 
 
 class _Prefixed(logging.Formatter):

@@ -1,18 +1,154 @@
-"""Every error under /api/ is JSON {"error": ..., "detail": ...}, whoever answered it.
+"""Middleware of the web process. Every one here works in an async chain (ASGI) without
+pinning a request to a thread, so a chat waiting on its bot holds nothing.
 
-DRF shapes the errors of its own views; this catches the rest: the URL resolver's 404
-for a path no route matches (/api/bots/1.5, /api/nope), a 405 from a view outside DRF
-(the schema view), Django's 500 page. Both sync and async, so an async view (the chat
-path) is not pushed onto a thread by it.
+- RequestLogMiddleware: the request id and one JSON line per request.
+- StaticFilesMiddleware, GZipMiddleware: WhiteNoise and Django's gzip, made async-capable.
+- ApiJsonErrorsMiddleware: every error under /api/ is JSON {"error": ..., "detail": ...},
+  whoever answered it. DRF shapes the errors of its own views; this catches the rest: the
+  URL resolver's 404 for a path no route matches (/api/bots/1.5, /api/nope), a 405 from a
+  view outside DRF (the schema view), Django's 500 page.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from http import HTTPStatus
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.middleware.gzip import GZipMiddleware as DjangoGZipMiddleware
+from django.utils.functional import empty
+from whitenoise.middleware import WhiteNoiseMiddleware
+
+from deia.inline_middleware import Inline
+from deia.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
+
+log = logging.getLogger("deia.request")
+
+SSE_CONTENT_TYPE = "text/event-stream"
+
+
+def _user_name(request) -> str | None:
+    user = getattr(request, "user", None)
+    # A lazy user nobody looked at stays unloaded: logging must not cost a session query.
+    if user is None or getattr(user, "_wrapped", None) is empty:
+        return None
+    return user.get_username() if user.is_authenticated else None
+
+
+class _Both:
+    """A middleware usable in a sync (WSGI) and an async (ASGI) chain."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+
+class RequestLogMiddleware(_Both):
+    """One log line per request, and an X-Request-ID on every response.
+
+    The line holds method, path (never the query string, which may carry a token),
+    status, duration_ms, request_id and user; no header or body is logged. A streamed
+    response is logged when its headers go out.
+    """
+
+    def __call__(self, request):
+        if self.is_async:
+            return self._acall(request)
+        token, started = self._begin(request)
+        try:
+            return self._end(request, self.get_response(request), started)
+        finally:
+            reset_request_id(token)
+
+    async def _acall(self, request):
+        token, started = self._begin(request)
+        try:
+            return self._end(request, await self.get_response(request), started)
+        finally:
+            reset_request_id(token)
+
+    @staticmethod
+    def _begin(request):
+        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        return set_request_id(request_id), time.perf_counter()
+
+    @staticmethod
+    def _end(request, response, started: float):
+        response[REQUEST_ID_HEADER] = request.request_id
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        status = response.status_code
+        log.log(
+            logging.ERROR if status >= 500 else logging.INFO,
+            "%s %s %s %.1fms",
+            request.method,
+            request.path,
+            status,
+            duration_ms,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "duration_ms": duration_ms,
+                "user": _user_name(request),
+            },
+        )
+        return response
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise in an async chain: its own class is sync-only, which would make Django
+    run every request below it in a thread held for the whole request (chats included).
+
+    Static files (the admin's, with DEBUG off) are small; in an async chain they are served
+    as one plain response. In production nginx serves /static/ itself.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response=None) -> None:
+        super().__init__(get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
+        if not self.is_async:
+            return self.serve(static_file, request) if static_file is not None else self.get_response(request)
+        if static_file is None:
+            return self.get_response(request)  # a coroutine: Django awaits it
+        return self._aserve(static_file, request)
+
+    async def _aserve(self, static_file, request) -> HttpResponse:
+        streamed = self.serve(static_file, request)
+        try:
+            response = HttpResponse(b"".join(streamed.streaming_content), status=streamed.status_code)
+        finally:
+            streamed.close()
+        for key, value in streamed.items():
+            response[key] = value
+        return response
+
+
+class GZipMiddleware(Inline, DjangoGZipMiddleware):
+    """Django's gzip, except for server-sent events: gzip would hold each chunk of a
+    streamed chat back until it had enough bytes to compress."""
+
+    def process_response(self, request, response):
+        if response.get("Content-Type", "").startswith(SSE_CONTENT_TYPE):
+            return response
+        return super().process_response(request, response)
+
 
 API_PREFIX = "/api/"
 # Headers of the original error that still hold for the JSON one.

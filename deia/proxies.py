@@ -16,7 +16,7 @@ import secrets
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -113,3 +113,15 @@ def scrape_allowed(ip: str | None, authorization: str) -> bool:
     except ValueError:
         return False
     return any(address in network for network in settings.METRICS_ALLOWED_CIDRS)
+
+
+def metrics_allowed(request) -> bool:
+    """Loopback (or METRICS_ALLOWED_CIDRS), or the METRICS_TOKEN as a bearer token."""
+    return scrape_allowed(client_ip(request), request.headers.get("Authorization", ""))
+
+
+def forbidden() -> JsonResponse:
+    return JsonResponse(
+        {"error": "forbidden", "detail": "allowed from METRICS_ALLOWED_CIDRS or with the METRICS_TOKEN bearer token"},
+        status=403,
+    )

@@ -39,7 +39,6 @@ if env.raw("TRUST_PROXY") is not None:
 HOSTNAME = env.str("DEIA_HOSTNAME", socket.gethostname())
 
 INSTALLED_APPS = [
-    "deia.apps.DeiaConfig",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -53,8 +52,10 @@ INSTALLED_APPS = [
     "deia.apitokens.apps.ApiTokensConfig",
     "axes",
     "drf_spectacular",
-    "ops.apps.OpsConfig",
+    # After the admin and the third-party apps: its ready() audits every registered admin.
+    "deia.apps.DeiaConfig",
     "bots.apps.BotsConfig",
+    "ops.apps.OpsConfig",
 ]
 
 # Django's own middleware through deia.inline_middleware: the same classes, their hooks run
@@ -63,11 +64,11 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "deia.proxies.ForwardedHeadersMiddleware",
     "deia.inline_middleware.PrometheusBeforeMiddleware",
-    "ops.middleware.RequestLogMiddleware",
+    "deia.middleware.RequestLogMiddleware",
     "deia.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "ops.middleware.StaticFilesMiddleware",
-    "ops.middleware.GZipMiddleware",
+    "deia.middleware.StaticFilesMiddleware",
+    "deia.middleware.GZipMiddleware",
     "deia.inline_middleware.SessionMiddleware",
     "deia.inline_middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -158,10 +159,10 @@ else:
     # A task left unacknowledged by a dead worker comes back after this long.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 if CELERY_BROKER_URL.startswith("redis://"):
-    # Redis with a guard: a message that is not JSON is dropped and counted (ops/broker.py).
-    CELERY_BROKER_TRANSPORT = "ops.broker:RedisTransport"
+    # Redis with a guard: a message that is not JSON is dropped and counted (deia/broker.py).
+    CELERY_BROKER_TRANSPORT = "deia.broker:RedisTransport"
 # Counts the messages Celery rejects (unknown task, undecodable body) and never raises on one.
-CELERY_WORKER_CONSUMER = "ops.broker:Consumer"
+CELERY_WORKER_CONSUMER = "deia.broker:Consumer"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -333,11 +334,11 @@ LOG_STREAM = "ext://sys.stderr" if _ONE_SHOT_COMMAND else "ext://sys.stdout"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "ops.logs.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "deia.logs.RequestIdFilter"}},
     "formatters": {
         # One JSON object per line (time, level, logger, message, request_id, extra fields).
-        "json": {"()": "ops.logs.JsonFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
-        "text": {"()": "ops.logs.TextFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
+        "json": {"()": "deia.logs.JsonFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
+        "text": {"()": "deia.logs.TextFormatter", "syslog_prefix": LOG_SYSLOG_PREFIX},
     },
     "handlers": {
         "console": {

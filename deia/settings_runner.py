@@ -12,7 +12,7 @@ from deia.settings import *  # noqa: F403
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
-    "ops.apps.OpsConfig",
+    "deia.apps.RunnerConfig",
     "bots.apps.BotsConfig",
 ]
 MIDDLEWARE: list[str] = []

@@ -15,17 +15,15 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from bots import access
-from ops import (
-    admin_beat,
-    admin_tokens,  # noqa: F401  (registers the API token admin)
-)
-from ops.audit import audit, client_ip
+from deia.admin import ReadOnlyAdmin
+from deia.audit import audit, client_ip
+from deia.flags import starts_frozen
+from ops import admin_beat, tasks
 from ops.diagnose import cached_diagnose, overall
 from ops.diagnose import summary as diagnose_summary
-from ops.flags import starts_frozen
 from ops.maintenance.runs import last_finished
 from ops.metrics import MAINTENANCE_TASKS
-from ops.models import AuditLog, MaintenanceRun, RuntimeFlag
+from ops.models import MaintenanceRun
 from ops.remediation import (
     RemediationError,
     cancel_query,
@@ -38,40 +36,6 @@ from ops.remediation import (
     terminate_idle_connections,
     unfreeze_starts,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records that nobody edits, superusers included."""
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-
-@admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "actor", "action", "target", "ip")
-    list_filter = ("action", "actor", "created_at")
-    search_fields = ("action", "actor", "target")
-    date_hierarchy = "created_at"
-    ordering = ("-created_at", "-id")
-    show_full_result_count = False
-    fields = ("created_at", "actor", "user", "action", "target", "details", "ip")
-    readonly_fields = fields
-
-    def get_actions(self, request):
-        # Not even the bulk "delete selected" action.
-        return {}
-
-
-@admin.register(RuntimeFlag)
-class RuntimeFlagAdmin(ReadOnlyAdmin):
-    list_display = ("name", "enabled", "updated_by", "updated_at")
 
 
 @admin.register(MaintenanceRun)
@@ -198,8 +162,6 @@ def run_job_view(request: HttpRequest, job: str) -> HttpResponse:
     if job not in MAINTENANCE_TASKS:
         messages.error(request, f"Unknown maintenance job {job!r}.")
         return _back(request)
-    from ops import tasks
-
     # The run's actor is "celery" (tasks take no actor); who asked is this audit row.
     with transaction.atomic():
         audit("maintenance.enqueue", request=request, target=job, details={"job": job})

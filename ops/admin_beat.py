@@ -10,7 +10,7 @@ whoever may write one may do anything a task can. So:
 - args and kwargs must fit the task's signature (the maintenance tasks take none).
 
 Public hooks only: the has_*_permission methods, get_actions, the form and fieldsets.
-ops.admin_audit wraps these admins like every other, so every change is audited.
+deia.admin_audit wraps these admins like every other, so every change is audited.
 """
 
 from __future__ import annotations

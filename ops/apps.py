@@ -9,9 +9,4 @@ class OpsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from ops import checks, signals  # noqa: F401  (registers system checks and login audit)
-
-        if self.apps.is_installed("django.contrib.admin"):
-            from ops.admin_audit import audit_every_model_admin
-
-            audit_every_model_admin()
+        from ops import metrics  # noqa: F401  (declares the maintenance metrics the web exports)

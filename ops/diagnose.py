@@ -24,8 +24,12 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
+from bots.models import Backend, Bot, Status
+from deia.models import AuditLog
 from deia.redact import redact
 from ops.health import check_broker, run_in_thread
+from ops.maintenance.pg import Target
+from ops.maintenance.runs import last_finished, last_success
 
 
 class Level(IntEnum):
@@ -104,8 +108,6 @@ def _select_one() -> None:
         return
     # A connection of its own, not the pool's: the pool would retry for its whole timeout
     # and hide the reason ("connection refused", "password authentication failed").
-    from ops.maintenance.pg import Target
-
     target = Target.default()
     with psycopg.connect(
         dbname=target.name,
@@ -309,8 +311,6 @@ def check_workers() -> Check:
 
 # --- the LLM backend ----------------------------------------------------------------
 def check_llm() -> Check:
-    from bots.models import Backend, Bot
-
     wanted = dict(Bot.objects.filter(backend=Backend.OLLAMA).values_list("slug", "model_name"))
     if not wanted:
         return ok("llm", "no bot uses the ollama backend")
@@ -396,8 +396,6 @@ def _age_hours(moment) -> float:
 
 
 def check_last_backup() -> Check:
-    from ops.maintenance.runs import last_success
-
     limit = settings.DIAGNOSE_BACKUP_MAX_AGE_HOURS
     threshold = f"crit > {limit:g} h"
     step = "manage.py backup; check deia-maintenance, deia-beat and BACKUP_DIR (runbooks/deia-backup-too-old.md)"
@@ -410,8 +408,6 @@ def check_last_backup() -> Check:
 
 
 def check_last_restore_check() -> Check:
-    from ops.maintenance.runs import last_finished, last_success
-
     days = settings.DIAGNOSE_RESTORE_CHECK_MAX_AGE_DAYS
     threshold = f"warn > {days:g} days; crit when the last one failed"
     latest = last_finished("verify_backup")
@@ -433,8 +429,6 @@ def check_last_restore_check() -> Check:
 
 
 def check_audit_errors() -> Check:
-    from ops.models import AuditLog
-
     errors = AuditLog.objects.filter(action__contains="error", created_at__gte=timezone.now() - timedelta(hours=24))
     count = errors.count()
     if not count:
@@ -450,8 +444,6 @@ def check_audit_errors() -> Check:
 
 
 def check_bots() -> Check:
-    from bots.models import Bot, Status
-
     behind = Bot.objects.desired_running().exclude(status__in=[Status.RUNNING, Status.STARTING])
     failed = sorted(behind.filter(status=Status.ERROR).values_list("slug", flat=True))
     others = sorted(behind.exclude(status=Status.ERROR).values_list("slug", flat=True))

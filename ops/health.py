@@ -7,6 +7,7 @@ checks also bound their own I/O (socket timeouts), so an abandoned thread ends s
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,9 @@ import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import connections
+from prometheus_client import CollectorRegistry, Gauge
 
+from bots.models import Backend, Bot
 from deia.celery import app as celery_app
 from deia.redact import redact
 
@@ -99,8 +102,6 @@ def _llm_get(url: str, headers: dict[str, str] | None = None) -> int:
 
 def check_llm() -> str:
     """The model list of every LLM server a bot is configured to use."""
-    from bots.models import Backend, Bot
-
     backends = set(Bot.objects.order_by().values_list("backend", flat=True).distinct())
     found = []
     if Backend.OLLAMA in backends:
@@ -162,7 +163,59 @@ def run_checks(names: list[str], timeout: float | None = None) -> list[CheckResu
         except Exception as exc:  # noqa: BLE001
             elapsed = (time.perf_counter() - started) * 1000
             results.append(CheckResult(name, False, elapsed, redact(f"{type(exc).__name__}: {exc}".strip())[:300]))
-    from ops.metrics import record_health
-
     record_health(results)
     return results
+
+
+# --- dependency health (set by every check; refreshed in the background at scrape) -------
+# Registered only here, so that a bot runner's /metrics (the default registry) carries no
+# web-only families; under gunicorn the multiprocess files carry them whatever the registry.
+WEB_REGISTRY = CollectorRegistry()
+HEALTH_UP = Gauge(
+    "deia_health_check_up",
+    "1 if the dependency check passed the last time it ran, else 0.",
+    ["check"],
+    multiprocess_mode="livemostrecent",
+    registry=WEB_REGISTRY,
+)
+HEALTH_SECONDS = Gauge(
+    "deia_health_check_seconds",
+    "Seconds the dependency check took the last time it ran (its timeout when it hung).",
+    ["check"],
+    multiprocess_mode="livemostrecent",
+    registry=WEB_REGISTRY,
+)
+_checked_at: dict[str, float] = {}
+_refresh_lock = threading.Lock()
+_refresh: threading.Thread | None = None
+# A scrape waits this long for the very first results of a process, never longer.
+FIRST_HEALTH_WAIT = 0.25
+
+
+def record_health(results) -> None:
+    """Called by ops.health.run_checks with every result, whoever asked for the check."""
+    now = time.monotonic()
+    for result in results:
+        HEALTH_UP.labels(check=result.name).set(1 if result.ok else 0)
+        HEALTH_SECONDS.labels(check=result.name).set(result.latency_ms / 1000)
+        _checked_at[result.name] = now
+
+
+def refresh_health() -> None:
+    """Re-run in the background the checks older than HEALTH_METRICS_MAX_AGE.
+
+    A scrape must stay fast and must not hang on a hanging dependency, so it never waits
+    for a check, except briefly for a process's very first results.
+    """
+    global _refresh
+    now = time.monotonic()
+    stale = [n for n in CHECKS if now - _checked_at.get(n, -math.inf) > settings.HEALTH_METRICS_MAX_AGE]
+    if not stale:
+        return
+    with _refresh_lock:
+        if _refresh is None or not _refresh.is_alive():
+            _refresh = threading.Thread(target=run_checks, args=(stale,), name="health-refresh", daemon=True)
+            _refresh.start()
+        thread = _refresh
+    if any(n not in _checked_at for n in CHECKS):
+        thread.join(FIRST_HEALTH_WAIT)

@@ -16,8 +16,10 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from ops.audit import audit
-from ops.models import RuntimeFlag
+from bots.lifecycle import request_stop
+from bots.models import Bot, DesiredState
+from deia.audit import audit
+from deia.models import RuntimeFlag
 
 
 class RemediationError(Exception):
@@ -187,8 +189,6 @@ def clear_cache(*, user=None, actor=None, ip=None) -> int:
 # --- bots -------------------------------------------------------------------------------
 def least_used_running(since_minutes: int = 60):
     """Running bots, least used first: fewest messages in the last hour, then newest start."""
-    from bots.models import Bot, DesiredState
-
     since = timezone.now() - timedelta(minutes=since_minutes)
     return (
         Bot.objects.with_process()
@@ -213,9 +213,6 @@ def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> Stopped:
     A bot deleted after the listing is skipped and reported. The summary row is written
     whatever happens, so the bots already stopped are never left without it.
     """
-    from bots.lifecycle import request_stop
-    from bots.models import Bot
-
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise RemediationError("--keep must be a whole number, 0 or more")
     who = _who(user, actor)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
-from ops.audit import audit
+from deia.audit import audit
 
 
 @dataclass(frozen=True)

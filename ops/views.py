@@ -5,9 +5,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from deia.proxies import scrape_allowed
-from ops.audit import client_ip
+from deia.proxies import forbidden, metrics_allowed
 from ops.health import CHECKS, run_checks
+from ops.metrics import render_web_metrics
 
 
 @never_cache
@@ -48,24 +48,10 @@ def health_details_allowed(request: HttpRequest) -> bool:
         return False
 
 
-def metrics_allowed(request: HttpRequest) -> bool:
-    """Loopback (or METRICS_ALLOWED_CIDRS), or the METRICS_TOKEN as a bearer token."""
-    return scrape_allowed(client_ip(request), request.headers.get("Authorization", ""))
-
-
-def forbidden() -> JsonResponse:
-    return JsonResponse(
-        {"error": "forbidden", "detail": "allowed from METRICS_ALLOWED_CIDRS or with the METRICS_TOKEN bearer token"},
-        status=403,
-    )
-
-
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
     if not metrics_allowed(request):
         return forbidden()
-    from ops.metrics import render_web_metrics
-
     body, content_type = render_web_metrics()
     return HttpResponse(body, content_type=content_type)

@@ -35,7 +35,7 @@ def owned_elsewhere(bot: Bot) -> bool:
 
 def send(task: str, args: list, queue: str, countdown: float | None = None, expires: float | None = None) -> bool:
     """Enqueue by name. A broker outage is logged, not raised: beat's reconcile catches up."""
-    from deia.celery import app
+    from deia.celery import app  # here, not at the top: a bot runner never loads Celery
 
     try:
         app.send_task(task, args=args, queue=queue, countdown=countdown, expires=expires)

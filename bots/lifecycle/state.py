@@ -11,9 +11,9 @@ from django.db import connection
 from django.utils import timezone
 
 from bots.models import Bot, DesiredState, Status
-from ops.audit import audit
-from ops.flags import starts_frozen
-from ops.models import AuditLog
+from deia.audit import audit
+from deia.flags import starts_frozen
+from deia.models import AuditLog
 
 log = logging.getLogger("deia.lifecycle")
 

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from bots import metrics
 from bots.lifecycle import dispatch
 from bots.lifecycle.process import (
     exit_status,
@@ -45,7 +46,6 @@ from bots.lifecycle.state import (
 )
 from bots.models import PROCESS_STATES, Bot, DesiredState, Status
 from deia.redact import redact
-from ops import metrics
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -141,10 +141,10 @@ def _finish_start(bot_id: int, pid: int, seconds: float, reason: str) -> str:
         bot.save(update_fields=[*PROCESS_FIELDS, "startup_seconds", "last_error", "restart_count"])
         action = "bot.started" if reason == "start" else "bot.restarted"
         record(bot, action, details={"pid": pid, "port": bot.port, "startup_seconds": bot.startup_seconds})
-        metrics.inc("deia_bot_starts_total", result="ok")
-        metrics.observe("deia_bot_startup_seconds", seconds)
+        metrics.STARTS.inc(result="ok")
+        metrics.STARTUP_SECONDS.observe(seconds)
         if reason == "crash":
-            metrics.inc("deia_bot_restarts_total")
+            metrics.RESTARTS.inc()
         desired = bot.desired_state
     if desired == DesiredState.STOPPED:
         # A stop was requested while the bot was starting.
@@ -178,8 +178,8 @@ def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -
     details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code, "retry_in": retry_in}
     level = logging.ERROR if gave_up else logging.WARNING
     record(bot, "bot.start_error", details={**details, "failures": bot.start_failures, **gave_up}, level=level)
-    metrics.inc("deia_bot_starts_total", result="error")
-    metrics.inc("deia_bot_start_errors_total")
+    metrics.STARTS.inc(result="error")
+    metrics.START_ERRORS.inc()
     _schedule_retry(bot)
 
 
@@ -254,7 +254,7 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
             details={**details, "failures": bot.start_failures, **gave_up},
             level=logging.ERROR if gave_up else logging.WARNING,
         )
-        metrics.inc("deia_bot_crashes_total")
+        metrics.CRASHES.inc()
         _schedule_retry(bot)
     reap_children()
     return "crashed"

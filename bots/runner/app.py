@@ -26,8 +26,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from bots.metrics import CHAT_REJECTED, CHATS_IN_FLIGHT, REJECT_BOT_BUSY
 from bots.runner.chat import BadRequest, BotContext, ChatResult, handle_chat, parse_chat
 from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
+from deia.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
+from deia.metrics import update_pool_gauges
 from deia.proxies import scrape_allowed
-from ops.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 
 log = logging.getLogger("deia.runner.request")
 
@@ -130,8 +131,6 @@ class RunnerApp:
         if not scrape_allowed(peer, _header(scope, b"authorization")):
             detail = "allowed from METRICS_ALLOWED_CIDRS or with the METRICS_TOKEN bearer token"
             return await reply.json(403, {"error": "forbidden", "detail": detail})
-        from ops.metrics import update_pool_gauges
-
         update_pool_gauges()
         await reply.raw(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
-from ops.logs import REQUEST_ID_HEADER
+from deia.logs import REQUEST_ID_HEADER
 
 # The API's answers when the runner is not there (502) or too slow (504).
 TIMEOUT = "timeout"

@@ -27,7 +27,7 @@ from psycopg import IsolationLevel, sql
 
 from ops.maintenance.pg import Target, run_client
 from ops.maintenance.runs import JobFailed, Outcome
-from ops.metrics import set_gauge
+from ops.metrics import BACKUP_LAST_SUCCESS, BACKUP_SIZE
 
 # The tables whose row counts prove that a restore brought the data back.
 COUNTED = ("bots", "chat_messages", "audit_logs")
@@ -168,8 +168,8 @@ def backup() -> Outcome:
         raise
     finally:
         tmp.unlink(missing_ok=True)
-    set_gauge("deia_backup_last_success_timestamp_seconds", time.time())
-    set_gauge("deia_backup_size_bytes", meta["size"])
+    BACKUP_LAST_SUCCESS.set(time.time())
+    BACKUP_SIZE.set(meta["size"])
     return Outcome(
         f"{final.name}: {_human(meta['size'])} in {meta['duration_seconds']:.1f} s, {_counts_text(counts)}",
         {**meta, "path": str(final)},

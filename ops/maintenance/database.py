@@ -9,9 +9,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bots.models import ChatMessage
+from deia.models import AuditLog
 from ops.maintenance.pg import Target
 from ops.maintenance.runs import Outcome
-from ops.models import AuditLog
 
 DEAD_TUPLES = "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables"
 
@@ -93,8 +94,6 @@ def _delete_older(model, cutoff, batch: int) -> tuple[int, int]:
 
 def purge_messages(days: int | None = None, batch: int | None = None) -> Outcome:
     """Delete chat messages older than CHAT_RETENTION_DAYS (unset: kept for ever)."""
-    from bots.models import ChatMessage
-
     days = settings.CHAT_RETENTION_DAYS if days is None else days
     if not days:
         return Outcome("skipped: CHAT_RETENTION_DAYS is not set", {"skipped": True})

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from ops.diagnose import Level, overall, run_diagnose, summary
 from ops.maintenance.runs import JobFailed, Outcome
 
 
 def health_report() -> Outcome:
-    from ops.diagnose import Level, overall, run_diagnose, summary
-
     checks = run_diagnose()
     details = {"checks": [c.as_dict() for c in checks]}
     level = overall(checks)

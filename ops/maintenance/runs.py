@@ -12,9 +12,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from deia.audit import audit
 from deia.redact import redact
-from ops.audit import audit
-from ops.metrics import MAINTENANCE_TASKS, inc, set_gauge
+from ops.metrics import MAINTENANCE_LAST_SUCCESS, MAINTENANCE_RUNS, MAINTENANCE_TASKS
 from ops.models import MaintenanceRun
 
 log = logging.getLogger("deia.maintenance")
@@ -78,9 +78,9 @@ def _finish(run: MaintenanceRun, outcome: Outcome) -> None:
     run.finished_at = now
     with transaction.atomic():
         run.save(update_fields=["status", "summary", "details", "finished_at"])
-        inc("deia_maintenance_runs_total", task=run.job, result=run.status)
+        MAINTENANCE_RUNS.inc(task=run.job, result=run.status)
         if run.status in MaintenanceRun.SUCCEEDED:
-            set_gauge("deia_maintenance_last_success_timestamp_seconds", now.timestamp(), task=run.job)
+            MAINTENANCE_LAST_SUCCESS.set(now.timestamp(), task=run.job)
             if outcome.changed:
                 audit(
                     f"maintenance.{run.job}",

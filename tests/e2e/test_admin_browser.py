@@ -13,7 +13,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from bots.models import Bot, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -67,7 +67,7 @@ def test_an_operator_signs_in_and_sees_the_fleet_and_the_audit_trail(browser, gu
     assert "model llama9 not found" in table.text
     browser.save_screenshot(str(tmp_path / "bots.png"))
 
-    browser.get(f"{url}/admin/ops/auditlog/")
+    browser.get(f"{url}/admin/deia/auditlog/")
     audit_table = WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "result_list")))
     assert "auth.login" in audit_table.text
     # Read-only: no "add" button for the audit log, even for a superuser.

@@ -111,7 +111,7 @@ def test_make_run_on_embedded_defaults_comes_up_and_ctrl_c_leaves_nothing(tmp_pa
 @pytest.mark.django_db(transaction=True)
 def test_make_run_uses_postgresql_and_redis_when_their_urls_are_set(child_env, tmp_path):
     from bots.models import Bot
-    from ops.models import AuditLog
+    from deia.models import AuditLog
 
     env = {k: v for k, v in child_env.items() if k not in ("SECRET_KEY_FILE",)}
     env.pop("SECRET_KEY")

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 
 from bots.models import Bot, ChatMessage, Role, Status
-from ops.audit import audit
-from ops.models import AuditLog
+from deia.audit import audit
+from deia.models import AuditLog
 
 pytestmark = pytest.mark.django_db
 
@@ -19,17 +19,17 @@ def entry():
 
 def test_audit_log_cannot_be_added_changed_or_deleted_by_a_superuser(admin_client, entry):
     before = AuditLog.objects.count()
-    assert admin_client.get(reverse("admin:ops_auditlog_add")).status_code == 403
-    assert admin_client.post(reverse("admin:ops_auditlog_add"), {"action": "forged"}).status_code == 403
-    change_url = reverse("admin:ops_auditlog_change", args=[entry.pk])
+    assert admin_client.get(reverse("admin:deia_auditlog_add")).status_code == 403
+    assert admin_client.post(reverse("admin:deia_auditlog_add"), {"action": "forged"}).status_code == 403
+    change_url = reverse("admin:deia_auditlog_change", args=[entry.pk])
     page = admin_client.get(change_url)
     assert page.status_code == 200  # viewing is allowed ...
     assert b'name="_save"' not in page.content  # ... but there is nothing to save
     admin_client.post(change_url, {"actor": "mallory", "action": "bot.start", "target": "x"})
-    delete_url = reverse("admin:ops_auditlog_delete", args=[entry.pk])
+    delete_url = reverse("admin:deia_auditlog_delete", args=[entry.pk])
     assert admin_client.get(delete_url).status_code == 403
     assert admin_client.post(delete_url, {"post": "yes"}).status_code == 403
-    changelist = reverse("admin:ops_auditlog_changelist")
+    changelist = reverse("admin:deia_auditlog_changelist")
     admin_client.post(changelist, {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"})
     entry.refresh_from_db()
     assert entry.actor == "reconcile"
@@ -39,7 +39,7 @@ def test_audit_log_cannot_be_added_changed_or_deleted_by_a_superuser(admin_clien
 def test_audit_log_list_is_newest_first_and_filterable(admin_client):
     audit("bot.start", actor="reconcile", target="a")
     audit("bot.start_error", actor="celery", target="b")
-    url = reverse("admin:ops_auditlog_changelist")
+    url = reverse("admin:deia_auditlog_changelist")
     page = admin_client.get(url)
     assert page.status_code == 200
     text = page.content.decode()

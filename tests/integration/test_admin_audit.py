@@ -10,9 +10,9 @@ from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from bots.models import Bot
+from deia.admin_audit import AuditedAdminMixin
 from deia.apitokens.models import ApiToken
-from ops.admin_audit import AuditedAdminMixin
-from ops.models import AuditLog
+from deia.models import AuditLog
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 
 from bots.models import Bot, ChatMessage, Role
-from ops.audit import audit
+from deia.audit import audit
 
 pytestmark = pytest.mark.django_db
 

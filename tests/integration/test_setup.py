@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from bots.models import Backend, Bot
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.support.procs import PYTHON, ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -118,7 +118,7 @@ def maintenance_worker(spawn):
 
 def metric(name: str, **labels: str) -> float | None:
     """A stored metric's value (None when never written)."""
-    from ops.models import MetricValue
+    from deia.models import MetricValue
 
     key = ",".join(f"{k}={labels[k]}" for k in sorted(labels))
     row = MetricValue.objects.filter(name=name, labels=key).first()

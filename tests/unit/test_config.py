@@ -132,7 +132,7 @@ def manage_shell(code: str, env_changes: dict[str, str | None]) -> subprocess.Co
 def test_db_pool_max_size_sizes_the_pool_and_is_exported():
     code = (
         "from django.db import connection; from prometheus_client import REGISTRY; "
-        "from ops.metrics import update_pool_gauges; connection.ensure_connection(); update_pool_gauges(); "
+        "from deia.metrics import update_pool_gauges; connection.ensure_connection(); update_pool_gauges(); "
         "print(connection.pool.max_size, REGISTRY.get_sample_value('deia_db_pool_max'))"
     )
     result = manage_shell(code, {"DB_POOL_MAX_SIZE": "7"})

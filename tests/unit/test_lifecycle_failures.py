@@ -9,7 +9,7 @@ from django.conf import settings as django_settings
 
 from bots.lifecycle.transitions import mark_crashed, reset_failures_if_healthy
 from bots.models import Bot, DesiredState, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
+from deia.logs import JsonFormatter, TextFormatter
 from deia.redact import redact
-from ops.logs import JsonFormatter, TextFormatter
 from tests.support.procs import PYTHON, ROOT
 
 PASSWORD = "s3cret-Pa55"

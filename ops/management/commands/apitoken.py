@@ -7,8 +7,8 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from deia.apitokens.models import ApiToken
+from deia.apitokens.tokens import create_token, revoke_token
 from ops.maintenance.command import OpsCommand, cli_actor
-from ops.tokens import create_token, revoke_token
 
 
 class Command(OpsCommand):

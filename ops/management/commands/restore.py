@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import CommandError
 from django.db import transaction
 
-from ops.audit import audit
+from deia.audit import audit
 from ops.maintenance.backup import restore
 from ops.maintenance.command import OpsCommand, cli_actor
 from ops.maintenance.runs import JobFailed

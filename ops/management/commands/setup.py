@@ -12,8 +12,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from bots.models import Backend, Bot, DesiredState
+from deia.audit import audit
 from deia.config import public_files
-from ops.audit import audit
 from ops.schedules import setup_hook as install_schedules
 
 
@@ -57,8 +58,6 @@ def ensure_admin() -> tuple[bool, str | None]:
 
 
 def ensure_demo_bot() -> bool:
-    from bots.models import Backend, Bot, DesiredState
-
     with transaction.atomic():
         bot, created = Bot.objects.get_or_create(
             slug="demo",

@@ -6,7 +6,7 @@ Shared by the API and admin matrices (test_api_matrix.py, test_admin_matrix.py).
 from __future__ import annotations
 
 from bots.models import Bot, ChatMessage
-from ops.models import AuditLog
+from deia.models import AuditLog
 
 
 def world() -> dict:

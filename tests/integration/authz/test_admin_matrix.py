@@ -18,9 +18,9 @@ from django.urls import reverse
 from bots.access import CHAT, MANAGE_ALL, OPERATE
 from bots.admin import OPERATE_ACTIONS, BotAdmin
 from bots.models import Bot, ChatMessage, DesiredState
+from deia.flags import starts_frozen
 from ops.admin import REMEDIES, REMEDY_NEEDS
 from ops.diagnose import CACHE_KEY
-from ops.flags import starts_frozen
 from ops.metrics import MAINTENANCE_TASKS
 from tests.integration.authz.matrix import assert_untouched, audit_rows, world
 

@@ -16,9 +16,10 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from bots import lifecycle
 from bots import tasks as bot_tasks
 from bots.models import Bot, Status
+from deia.models import AuditLog
 from ops import tasks as ops_tasks
 from ops.metrics import MAINTENANCE_TASKS
-from ops.models import AuditLog, MaintenanceRun
+from ops.models import MaintenanceRun
 from ops.schedules import SCHEDULABLE_TASKS
 
 pytestmark = pytest.mark.django_db

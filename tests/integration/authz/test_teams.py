@@ -139,7 +139,7 @@ def test_an_admin_action_on_a_mix_of_visible_and_invisible_bots_is_a_404_and_doe
 
 
 def test_a_refused_admin_action_on_several_bots_is_one_audit_row(admin_as, make_user, fleet):
-    from ops.models import AuditLog
+    from deia.models import AuditLog
 
     user = make_user("bots.view_bot")
     response = admin_as(user).post(

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from bots.models import Backend, Bot, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.support.procs import wait_for
 
 

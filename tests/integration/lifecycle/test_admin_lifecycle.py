@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from bots.lifecycle.process import can_bind, pid_alive
 from bots.models import Bot, ChatMessage, DesiredState, Role, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.support.procs import wait_for
 
 CHANGELIST = "/admin/bots/bot/"

@@ -8,7 +8,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from bots.models import Bot, ChatMessage, DesiredState, Role, Status
-from ops.models import AuditLog, RuntimeFlag
+from deia.models import AuditLog, RuntimeFlag
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from bots import lifecycle
 from bots.lifecycle.process import pid_alive
 from bots.models import Bot, DesiredState, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.support.procs import PYTHON, ROOT, wait_for
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from bots import lifecycle
 from bots.models import Bot, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.plugins.observability import parse_samples, value
 from tests.support.procs import ROOT, wait_for
 

@@ -9,7 +9,7 @@ from django_celery_beat.models import PeriodicTask
 from bots import lifecycle
 from bots.lifecycle import dispatch
 from bots.models import Bot, DesiredState, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 from ops.schedules import install
 from tests.support.procs import wait_for
 

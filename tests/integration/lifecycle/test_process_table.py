@@ -11,7 +11,7 @@ import pytest
 from bots import lifecycle
 from bots.lifecycle.process import can_bind, pid_alive
 from bots.models import Bot, Status
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.plugins.lifecycle import stubborn_runner_env
 from tests.support.procs import wait_for
 

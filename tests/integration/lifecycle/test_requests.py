@@ -6,7 +6,7 @@ import pytest
 
 from bots import lifecycle
 from bots.models import Bot, DesiredState, Status
-from ops.models import AuditLog, RuntimeFlag
+from deia.models import AuditLog, RuntimeFlag
 
 pytestmark = pytest.mark.django_db
 

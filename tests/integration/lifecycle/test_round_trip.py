@@ -6,7 +6,7 @@ import pytest
 
 from bots.lifecycle.process import can_bind, pid_alive
 from bots.models import Bot, ChatMessage, Role, Status
-from ops.models import AuditLog, MetricValue
+from deia.models import AuditLog, MetricValue
 from tests.support.procs import wait_for
 
 

@@ -9,7 +9,7 @@ import signal
 from bots import lifecycle
 from bots.lifecycle.process import pid_alive
 from bots.models import Bot, Status
-from ops.models import AuditLog, MetricValue
+from deia.models import AuditLog, MetricValue
 from tests.support.procs import wait_for
 
 

@@ -13,11 +13,12 @@ from django.core.management.base import CommandError
 from django.db import connection, connections
 
 from bots.models import Backend, Bot, ChatMessage, Role
+from deia.audit import audit
+from deia.models import AuditLog
 from ops import maintenance
-from ops.audit import audit
 from ops.maintenance.backup import backup_files, sha256_of, sidecar_path
-from ops.metrics import set_gauge
-from ops.models import AuditLog, MaintenanceRun
+from ops.metrics import BACKUP_LAST_SUCCESS
+from ops.models import MaintenanceRun
 from tests.plugins.maintenance import fill, metric
 from tests.support.procs import PYTHON, ROOT, error_lines, wait_for
 
@@ -171,7 +172,7 @@ def test_a_backup_into_a_full_folder_fails_cleanly(settings, tmpfs, data):
     folder = tmpfs("64k")
     fill(folder)
     settings.BACKUP_DIR = folder
-    set_gauge("deia_backup_last_success_timestamp_seconds", 1234.0)
+    BACKUP_LAST_SUCCESS.set(1234.0)
     run = maintenance.run("backup", actor="test")
     assert run.status == "failed"
     assert "No space left on device" in run.summary or "No space" in json.dumps(run.details)
@@ -182,7 +183,7 @@ def test_a_backup_into_a_full_folder_fails_cleanly(settings, tmpfs, data):
 def test_a_backup_into_a_read_only_folder_fails_cleanly(settings, tmpfs, data):
     folder = tmpfs("1m", read_only=True)
     settings.BACKUP_DIR = folder
-    set_gauge("deia_backup_last_success_timestamp_seconds", 1234.0)
+    BACKUP_LAST_SUCCESS.set(1234.0)
     with pytest.raises(CommandError, match=r"backup failed: .*Read-only file system"):
         call_command("backup")
     MaintenanceRun.objects.filter(job="backup").update(actor="test")

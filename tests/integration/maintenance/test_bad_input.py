@@ -7,7 +7,8 @@ import subprocess
 import pytest
 
 from bots.models import Backend, Bot, DesiredState, Status
-from ops.models import AuditLog, MaintenanceRun
+from deia.models import AuditLog
+from ops.models import MaintenanceRun
 from tests.support.procs import PYTHON, ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,8 +14,8 @@ from celery import Celery
 from django.utils import timezone
 
 from bots.models import Backend, Bot, DesiredState, Status
+from deia.audit import audit
 from ops import maintenance
-from ops.audit import audit
 from ops.diagnose import (
     Level,
     check_audit_errors,

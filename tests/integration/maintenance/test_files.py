@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from deia.models import AuditLog
 from ops import maintenance
-from ops.models import AuditLog, MaintenanceRun
+from ops.models import MaintenanceRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 DAY = 86400

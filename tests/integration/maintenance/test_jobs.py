@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from bots.models import Backend, Bot, ChatMessage, Role
+from deia.models import AuditLog
 from ops import maintenance
 from ops.maintenance.runs import JobFailed, Outcome, run_job
-from ops.models import AuditLog, MaintenanceRun
+from ops.models import MaintenanceRun
 from tests.plugins.maintenance import metric
 
 pytestmark = pytest.mark.django_db(transaction=True)

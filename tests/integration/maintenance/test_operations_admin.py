@@ -10,9 +10,10 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from django.urls import reverse
 
+from deia.flags import starts_frozen
+from deia.models import AuditLog
 from ops import maintenance
-from ops.flags import starts_frozen
-from ops.models import AuditLog, MaintenanceRun
+from ops.models import MaintenanceRun
 from tests.support.perms import grant
 from tests.support.procs import wait_for
 

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from ops.flags import starts_frozen
-from ops.models import AuditLog, RuntimeFlag
+from deia.flags import starts_frozen
+from deia.models import AuditLog, RuntimeFlag
 from ops.remediation import (
     RemediationError,
     cancel_query,

@@ -54,7 +54,7 @@ def test_installing_again_duplicates_nothing_and_keeps_an_operators_edit(setting
 
 
 def test_installing_schedules_is_audited_once_when_it_changes_something(settings):
-    from ops.models import AuditLog
+    from deia.models import AuditLog
 
     settings.CHAT_RETENTION_DAYS = None
     install()

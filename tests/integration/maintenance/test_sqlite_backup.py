@@ -12,7 +12,7 @@ from tests.support.procs import error_lines
 
 SEED = """
 from bots.models import Backend, Bot, ChatMessage, Role
-from ops.audit import audit
+from deia.audit import audit
 bot = Bot.objects.create(name="Support", slug="support", backend=Backend.ECHO, model_name="echo")
 Bot.objects.create(name="Sales", slug="sales", backend=Backend.ECHO, model_name="echo")
 for i in range(12):
@@ -70,7 +70,7 @@ def test_on_sqlite_a_corrupted_backup_is_refused_by_the_check_and_by_restore(sql
     assert sqlite_install.count("bots_bot") == 1 and sqlite_install.count("chat_messages") == 12
     assert (
         sqlite_install.shell(
-            "from ops.models import AuditLog; print(AuditLog.objects.filter(action='ops.restore').count())"
+            "from deia.models import AuditLog; print(AuditLog.objects.filter(action='ops.restore').count())"
         ).strip()
         == "0"
     )
@@ -92,7 +92,7 @@ def test_on_sqlite_restore_brings_back_the_data_after_a_change(sqlite_install):
     assert out.strip() == f"restore ok: {dump.name} (bots=2, chat_messages=12, audit_logs=1)"
     assert sqlite_install.count("bots_bot") == 2 and sqlite_install.count("chat_messages") == 12
     actions = sqlite_install.shell(
-        "from ops.models import AuditLog; print(list(AuditLog.objects.order_by('id').values_list('action', 'actor')))"
+        "from deia.models import AuditLog; print(list(AuditLog.objects.order_by('id').values_list('action', 'actor')))"
     )
     # The restored row, then the restore's own row in the restored database.
     assert "('bot.create', 'test'), ('ops.restore', 'cli:" in actions

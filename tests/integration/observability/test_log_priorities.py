@@ -16,8 +16,8 @@ import httpx
 import pytest
 from django.conf import settings
 
-from ops.logs import JsonFormatter, TextFormatter
-from ops.models import AuditLog
+from deia.logs import JsonFormatter, TextFormatter
+from deia.models import AuditLog
 from tests.support.procs import PYTHON, ROOT, wait_for
 
 LEVELS = [
@@ -36,7 +36,7 @@ def record(level: int) -> logging.LogRecord:
 def configured_formatter(name: str, **options) -> logging.Formatter:
     """The formatter LOGGING builds, with `options` in place of the settings' own."""
     spec = {**settings.LOGGING["formatters"][name], **options}
-    factory = {"ops.logs.JsonFormatter": JsonFormatter, "ops.logs.TextFormatter": TextFormatter}[spec.pop("()")]
+    factory = {"deia.logs.JsonFormatter": JsonFormatter, "deia.logs.TextFormatter": TextFormatter}[spec.pop("()")]
     return factory(**spec)
 
 

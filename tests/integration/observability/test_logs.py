@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from ops.logs import JsonFormatter, RequestIdFilter, TextFormatter, set_request_id
+from deia.logs import JsonFormatter, RequestIdFilter, TextFormatter, set_request_id
 from tests.support.procs import wait_for
 
 REQUEST_FIELDS = {"time", "level", "logger", "message", "method", "path", "status", "duration_ms", "request_id", "user"}
@@ -109,7 +109,7 @@ def test_a_server_error_is_logged_at_error_level(client, caplog, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("ops.metrics.render_web_metrics", boom)
+    monkeypatch.setattr("ops.views.render_web_metrics", boom)
     client.raise_request_exception = False
     with caplog.at_level(logging.INFO, logger="deia.request"):
         assert client.get("/metrics").status_code == 500
@@ -131,7 +131,7 @@ def test_a_lifecycle_event_line_carries_its_extra_fields_and_the_request_id():
     try:
         line = json.loads(format_with(JsonFormatter(), event="bot.start", bot="alpha", port=8001))
     finally:
-        from ops.logs import reset_request_id
+        from deia.logs import reset_request_id
 
         reset_request_id(token)
     assert line["logger"] == "deia.lifecycle"

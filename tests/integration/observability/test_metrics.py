@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import connections
 
+from bots import metrics
 from bots.models import Backend, Bot, Status
-from ops import metrics
-from ops.models import RuntimeFlag
+from deia.models import RuntimeFlag
+from ops import health
+from ops.metrics import BACKUP_SIZE
 from tests.plugins.observability import WEB_CONTRACT, parse_samples, sample_names, value
 from tests.support.procs import free_port
 
@@ -62,12 +64,12 @@ def test_lifecycle_and_maintenance_counters_are_exported_at_zero_before_the_firs
 
 
 def test_stored_counters_and_histograms_add_up_in_a_scrape(client):
-    metrics.inc("deia_bot_starts_total", result="ok")
-    metrics.inc("deia_bot_starts_total", result="ok")
-    metrics.inc("deia_bot_crashes_total")
-    metrics.observe("deia_bot_startup_seconds", 0.3)
-    metrics.observe("deia_bot_startup_seconds", 4.0)
-    metrics.set_gauge("deia_backup_size_bytes", 12345)
+    metrics.STARTS.inc(result="ok")
+    metrics.STARTS.inc(result="ok")
+    metrics.CRASHES.inc()
+    metrics.STARTUP_SECONDS.observe(0.3)
+    metrics.STARTUP_SECONDS.observe(4.0)
+    BACKUP_SIZE.set(12345)
     samples = parse_samples(scrape(client))
     assert value(samples, "deia_bot_starts_total", result="ok") == 2
     assert value(samples, "deia_bot_starts_total", result="error") == 0
@@ -82,7 +84,7 @@ def test_stored_counters_and_histograms_add_up_in_a_scrape(client):
 
 def test_a_stored_metric_refuses_labels_it_does_not_declare():
     with pytest.raises(ValueError, match="takes labels"):
-        metrics.inc("deia_bot_starts_total", bot="one")
+        metrics.STARTS.inc(bot="one")
 
 
 def test_fleet_gauges_count_bots_by_status_and_show_max_bots(client, settings):
@@ -136,7 +138,7 @@ def test_health_gauges_show_the_last_result_of_each_check(client, settings):
 
 def test_a_scrape_refreshes_stale_health_results_in_the_background(client, settings):
     settings.HEALTH_METRICS_MAX_AGE = 1.0
-    metrics._checked_at.clear()
+    health._checked_at.clear()
     samples = parse_samples(scrape(client))
     # Healthy dependencies answer within the first scrape's short wait.
     for check in ("db", "cache", "broker", "llm"):

@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from deia.apitokens.models import ApiToken, digest
-from ops.models import AuditLog
+from deia.models import AuditLog
 from tests.support.tokens import api_key
 
 pytestmark = pytest.mark.django_db

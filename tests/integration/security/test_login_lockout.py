@@ -10,7 +10,7 @@ import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
-from ops.models import AuditLog
+from deia.models import AuditLog
 
 pytestmark = pytest.mark.django_db
 

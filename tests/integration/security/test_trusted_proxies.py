@@ -8,8 +8,8 @@ import pytest
 from django.test import RequestFactory
 from django.urls import reverse
 
+from deia.models import AuditLog
 from deia.proxies import client_ip
-from ops.models import AuditLog
 
 OUTSIDE = "203.0.113.9"
 NGINX = "127.0.0.1"

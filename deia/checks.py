@@ -6,7 +6,6 @@ from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 
-@register()
 def bot_settings(app_configs, **kwargs):
     problems = []
     first, last = settings.BOT_PORT_RANGE
@@ -35,3 +34,7 @@ def bot_settings(app_configs, **kwargs):
             )
         )
     return problems
+
+
+def register_all() -> None:
+    register(bot_settings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from deia.admin_audit import AuditedAdminMixin
 from deia.apitokens.models import ApiToken
-from ops.admin_audit import AuditedAdminMixin
-from ops.tokens import create_token, revoke_token
+from deia.apitokens.tokens import create_token, revoke_token
 
 
 @admin.register(ApiToken)

@@ -10,9 +10,8 @@ from __future__ import annotations
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.dispatch import receiver
 
-from ops.audit import audit
+from deia.audit import audit
 
 
 def refused_by_lockout(request) -> bool:
@@ -22,18 +21,15 @@ def refused_by_lockout(request) -> bool:
     return bool(getattr(request, "axes_locked_out", False)) and not counted
 
 
-@receiver(user_logged_in, dispatch_uid="ops.audit_login")
 def audit_login(sender, request, user, **kwargs) -> None:
     audit("auth.login", user=user, request=request, target=user.get_username())
 
 
-@receiver(user_logged_out, dispatch_uid="ops.audit_logout")
 def audit_logout(sender, request, user, **kwargs) -> None:
     if user is not None:
         audit("auth.logout", user=user, request=request, target=user.get_username())
 
 
-@receiver(user_login_failed, dispatch_uid="ops.audit_login_failed")
 def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
     if request is not None and refused_by_lockout(request):
         return
@@ -58,8 +54,13 @@ def audit_lockout(sender, request, username=None, ip_address=None, **kwargs) -> 
     )
 
 
-# A bot runner loads ops without django-axes (deia/settings_runner.py): nobody signs in there.
-if apps.is_installed("axes"):
-    from axes.signals import user_locked_out
+def connect_all() -> None:
+    """Connected by DeiaConfig.ready(), once per process (dispatch_uid guards repeats)."""
+    user_logged_in.connect(audit_login, dispatch_uid="deia.audit_login")
+    user_logged_out.connect(audit_logout, dispatch_uid="deia.audit_logout")
+    user_login_failed.connect(audit_login_failed, dispatch_uid="deia.audit_login_failed")
+    # A bot runner has no django-axes (deia/settings_runner.py): nobody signs in there.
+    if apps.is_installed("axes"):
+        from axes.signals import user_locked_out
 
-    user_locked_out.connect(audit_lockout, dispatch_uid="ops.audit_lockout")
+        user_locked_out.connect(audit_lockout, dispatch_uid="deia.audit_lockout")

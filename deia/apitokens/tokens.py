@@ -11,7 +11,7 @@ from datetime import datetime
 from django.db import transaction
 
 from deia.apitokens.models import ApiToken
-from ops.audit import audit
+from deia.audit import audit
 
 
 def create_token(

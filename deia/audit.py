@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from deia.models import AuditLog
 from deia.proxies import client_ip
-from ops.models import AuditLog
 
 log = logging.getLogger("deia.audit")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ops.models import RuntimeFlag
+from deia.models import RuntimeFlag
 
 
 def starts_frozen() -> bool:

@@ -14,7 +14,7 @@ import json
 
 from django.contrib import admin
 
-from ops.audit import audit
+from deia.audit import audit
 
 
 def audit_target(obj) -> str:

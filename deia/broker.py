@@ -25,9 +25,20 @@ from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import RedisError
 
+from deia.metrics import StoredMetric, declare
 from deia.redact import redact
 
 log = logging.getLogger("deia.broker")
+
+TASKS_REJECTED = declare(
+    StoredMetric(
+        "deia_task_rejected_total",
+        "counter",
+        "Messages a Celery worker dropped because it could not read them (bad bytes, bad JSON, unknown task).",
+        ("queue",),
+        initial=(("bots",), ("maintenance",)),
+    )
+)
 
 
 def count_rejected(queue: str, why: str, sample: object) -> None:
@@ -36,10 +47,8 @@ def count_rejected(queue: str, why: str, sample: object) -> None:
         "dropped a message that cannot be processed",
         extra={"queue": queue, "why": why, "sample": redact(repr(sample)[:200])},
     )
-    from ops import metrics
-
     try:
-        metrics.inc("deia_task_rejected_total", queue=queue)
+        TASKS_REJECTED.inc(queue=queue)
     except Exception:  # the count is not worth the worker: a database outage must not stop it
         log.exception("could not count the dropped message", extra={"queue": queue})
 
