@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from bots.lifecycle import request_stop
+from bots import lifecycle
 from bots.models import Bot, DesiredState
 from deia.audit import audit
 from deia.models import RuntimeFlag
@@ -222,7 +222,7 @@ def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> Stopped:
     try:
         for bot in victims:
             try:
-                stopped.append(request_stop(bot, user=user, actor=who, ip=ip))
+                stopped.append(lifecycle.request_stop(bot, user=user, actor=who, ip=ip))
                 done.append({"bot": bot.slug, "messages_last_hour": bot.recent_messages})
             except Bot.DoesNotExist:
                 stopped.skipped.append(bot.slug)
