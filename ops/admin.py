@@ -21,8 +21,8 @@ from deia.flags import starts_frozen
 from ops import admin_beat, tasks
 from ops.diagnose import cached_diagnose, overall
 from ops.diagnose import summary as diagnose_summary
+from ops.maintenance import JOBS
 from ops.maintenance.runs import last_finished
-from ops.metrics import MAINTENANCE_TASKS
 from ops.models import MaintenanceRun
 from ops.remediation import (
     RemediationError,
@@ -143,8 +143,8 @@ def operations_view(request: HttpRequest) -> HttpResponse:
         cache_seconds=settings.DIAGNOSE_CACHE_SECONDS,
         overall=overall(checks).name,
         summary=diagnose_summary(checks),
-        jobs=list(MAINTENANCE_TASKS),
-        last_runs={job: last_finished(job) for job in MAINTENANCE_TASKS},
+        # One row and one button per registered job, with its last run.
+        jobs=[(job, last_finished(job.name)) for job in JOBS.values()],
         frozen=starts_frozen(),
         idle_minutes=settings.IDLE_CONNECTION_MINUTES,
     )
@@ -159,14 +159,14 @@ def _back(request) -> HttpResponseRedirect:
 def run_job_view(request: HttpRequest, job: str) -> HttpResponse:
     if not _can_operate(request):
         raise PermissionDenied
-    if job not in MAINTENANCE_TASKS:
+    if job not in JOBS:
         messages.error(request, f"Unknown maintenance job {job!r}.")
         return _back(request)
     # The run's actor is "celery" (tasks take no actor); who asked is this audit row.
     with transaction.atomic():
         audit("maintenance.enqueue", request=request, target=job, details={"job": job})
-        transaction.on_commit(lambda: getattr(tasks, job).apply_async())
-    messages.success(request, f"{job} queued on the maintenance queue; its run appears under Maintenance runs.")
+        transaction.on_commit(lambda: tasks.TASKS[job].apply_async())
+    messages.success(request, f"{job} queued on the {JOBS[job].queue} queue; its run appears under Maintenance runs.")
     return _back(request)
 
 

@@ -9,4 +9,5 @@ class OpsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from ops import metrics  # noqa: F401  (declares the maintenance metrics the web exports)
+        # Declare the metrics the web exports: the backup's, and the maintenance runs' (labelled by job).
+        from ops import maintenance, metrics  # noqa: F401

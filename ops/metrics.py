@@ -1,5 +1,5 @@
-"""The web app's /metrics: the maintenance metrics ops declares, and the renderer that
-joins every worker's samples, the stored metrics and the scrape-time collectors."""
+"""The web app's /metrics: the backup metrics ops declares, and the renderer that joins
+every worker's samples, the stored metrics and the scrape-time collectors."""
 
 from __future__ import annotations
 
@@ -27,38 +27,9 @@ from deia.metrics import (
 )
 from ops.health import WEB_REGISTRY, refresh_health
 
-# --- maintenance and backup (written by ops jobs) -----------------------------------
-MAINTENANCE_TASKS = (
-    "backup",
-    "verify_backup",
-    "rotate_backups",
-    "vacuum",
-    "db_report",
-    "redis_bgsave",
-    "cleanup_logs",
-    "purge_messages",
-    "audit_retention",
-    "health_report",
-)
-MAINTENANCE_RESULTS = ("ok", "warning", "failed")
-MAINTENANCE_RUNS = declare(
-    StoredMetric(
-        "deia_maintenance_runs_total",
-        "counter",
-        "Maintenance job runs by task and result.",
-        ("result", "task"),
-        initial=tuple((r, t) for r in MAINTENANCE_RESULTS for t in MAINTENANCE_TASKS),
-    )
-)
-MAINTENANCE_LAST_SUCCESS = declare(
-    StoredMetric(
-        "deia_maintenance_last_success_timestamp_seconds",
-        "gauge",
-        "Unix time of the last successful run of each maintenance task (0 = never).",
-        ("task",),
-        initial=tuple((t,) for t in MAINTENANCE_TASKS),
-    )
-)
+# --- backup (written by the backup job) ----------------------------------------------
+# The run metrics of every maintenance job, labelled from the job registry, are declared
+# where runs are recorded (ops.maintenance.recording).
 BACKUP_LAST_SUCCESS = declare(
     StoredMetric("deia_backup_last_success_timestamp_seconds", "gauge", "Unix time of the last good backup.")
 )

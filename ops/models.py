@@ -7,7 +7,7 @@ from django.utils import timezone
 class MaintenanceRun(models.Model):
     """One run of a maintenance job (backup, restore check, VACUUM...), whoever started it.
 
-    Written by ops.maintenance.runs.run_job only: created as `running`, finished with
+    Written by ops.maintenance.recording.run_job only: created as `running`, finished with
     ok / warning / failed, a one-line summary and the job's measurements in `details`.
     """
 

@@ -2,19 +2,22 @@
 
 They live in django-celery-beat's tables, so operators edit them in the admin. install()
 creates what is missing and leaves what exists alone (an operator's edit survives a
-re-run of setup), except that a missing expiry is added and purge_messages is enabled
-exactly when CHAT_RETENTION_DAYS is set; reset=True puts every schedule back to these defaults.
+re-run of setup), except that a missing expiry is added and a job with a condition
+(purge_messages: CHAT_RETENTION_DAYS is set) is enabled exactly while it holds; reset=True
+puts every schedule back to these defaults. The maintenance schedules come from the job
+registry (ops.maintenance.registry).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from deia.audit import audit
+from ops.maintenance import JOBS, Job
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,25 @@ class Schedule:
     description: str = ""
     # A run not started within this many seconds is discarded (the next one is due anyway).
     expire_seconds: int | None = None
+    # Enabled exactly while this holds, re-checked at each install; None: enabled.
+    enabled_if: Callable[[], bool] | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> Schedule:
+        return cls(
+            f"maintenance: {job.name}",
+            job.task,
+            job.queue,
+            cron=job.cron,
+            description=job.when,
+            enabled_if=job.enabled_if,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.enabled_if is None or self.enabled_if()
 
 
-def _m(job: str, cron: tuple[str, str, str, str], description: str) -> Schedule:
-    return Schedule(f"maintenance: {job}", f"ops.tasks.{job}", "maintenance", cron=cron, description=description)
-
-
-# Times in UTC, spread so that no two heavy jobs overlap.
 SCHEDULES: tuple[Schedule, ...] = (
     Schedule(
         "reconcile bots",
@@ -44,16 +59,7 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="every 10 s",
         expire_seconds=10,
     ),
-    _m("health_report", ("0", "6", "*", "*"), "daily 06:00"),
-    _m("backup", ("30", "2", "*", "*"), "daily 02:30"),
-    _m("rotate_backups", ("0", "4", "*", "*"), "daily 04:00"),
-    _m("cleanup_logs", ("15", "4", "*", "*"), "daily 04:15"),
-    _m("purge_messages", ("30", "3", "*", "*"), "daily 03:30, when CHAT_RETENTION_DAYS is set"),
-    _m("audit_retention", ("45", "3", "*", "*"), "daily 03:45"),
-    _m("vacuum", ("0", "5", "1", "*"), "weekly, Monday 05:00"),
-    _m("db_report", ("30", "5", "1", "*"), "weekly, Monday 05:30"),
-    _m("redis_bgsave", ("45", "5", "1", "*"), "weekly, Monday 05:45"),
-    _m("verify_backup", ("0", "7", "*", "1"), "monthly, the 1st at 07:00"),
+    *(Schedule.of(job) for job in JOBS.values()),
 )
 
 # The only tasks a periodic task may run: the reconcile and the maintenance jobs above. The
@@ -75,10 +81,6 @@ def _schedule_fields(schedule: Schedule) -> dict:
     return {"crontab": crontab, "interval": None}
 
 
-def _enabled(schedule: Schedule) -> bool:
-    return schedule.task != "ops.tasks.purge_messages" or bool(settings.CHAT_RETENTION_DAYS)
-
-
 def install(*, reset: bool = False, actor: str = "setup") -> dict[str, int]:
     """Create the missing schedules (all of them back to defaults with reset); audit a change once."""
     created = updated = 0
@@ -88,7 +90,7 @@ def install(*, reset: bool = False, actor: str = "setup") -> dict[str, int]:
                 **_schedule_fields(schedule),
                 "task": schedule.task,
                 "queue": schedule.queue,
-                "enabled": _enabled(schedule),
+                "enabled": schedule.enabled,
                 "description": schedule.description,
                 "expire_seconds": schedule.expire_seconds,
             }
@@ -103,7 +105,7 @@ def install(*, reset: bool = False, actor: str = "setup") -> dict[str, int]:
                 # Installs made before the expiry existed get it; an operator's own value stays.
                 PeriodicTask.objects.filter(pk=task.pk).update(expire_seconds=schedule.expire_seconds)
                 updated += 1
-            elif task.enabled != defaults["enabled"] and schedule.task == "ops.tasks.purge_messages":
+            elif schedule.enabled_if is not None and task.enabled != defaults["enabled"]:
                 task.enabled = defaults["enabled"]
                 task.save(update_fields=["enabled"])
                 updated += 1

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from ops import maintenance, tasks
+from django.core.management import get_commands, load_command_class
+
+from deia.celery import app
+from ops import tasks
 from ops.admin import render_details
 from ops.diagnose import CHECKS, Check, Level, _graded, overall, summary
+from ops.maintenance import JOBS
 from ops.maintenance.backup import BACKUP_NAME
-from ops.metrics import MAINTENANCE_TASKS
+from ops.maintenance.recording import MAINTENANCE_LAST_SUCCESS, MAINTENANCE_RUNS
 from ops.schedules import SCHEDULES
+from tests.support.procs import ROOT
 
 
 def test_only_backup_names_match_the_backup_pattern():
@@ -24,14 +29,35 @@ def test_only_backup_names_match_the_backup_pattern():
         assert not BACKUP_NAME.match(name), name
 
 
-def test_every_job_has_a_function_a_task_and_a_schedule():
-    assert set(maintenance.JOBS) == set(MAINTENANCE_TASKS)
-    scheduled = {s.task for s in SCHEDULES}
-    for job in MAINTENANCE_TASKS:
-        assert callable(getattr(tasks, job)), job
-        assert f"ops.tasks.{job}" in scheduled, job
-    assert "bots.tasks.reconcile_all" in scheduled
-    assert all(s.queue == "maintenance" for s in SCHEDULES if s.task.startswith("ops.tasks."))
+def test_every_registered_job_has_a_task_a_schedule_metric_labels_and_commands():
+    commands = get_commands()
+    schedules = {s.task: s for s in SCHEDULES}
+    runs_labels = set(MAINTENANCE_RUNS.initial)
+    for name, job in JOBS.items():
+        assert job.name == name and callable(job.func), name
+        task = app.tasks[f"ops.tasks.{name}"]  # the stable name stored schedules call
+        assert tasks.TASKS[name].name == task.name and task.run.__doc__ == job.description
+        assert (task.queue, task.time_limit, task.soft_time_limit) == (
+            "maintenance",
+            job.time_limit,
+            job.time_limit - 60,
+        )
+        schedule = schedules.pop(f"ops.tasks.{name}")
+        assert (schedule.name, schedule.queue, schedule.cron) == (f"maintenance: {name}", "maintenance", job.cron)
+        assert {(result, name) for result in ("ok", "warning", "failed")} <= runs_labels, name
+        assert (name,) in MAINTENANCE_LAST_SUCCESS.initial
+        assert commands[name] == "ops", name  # `manage.py <job>`, as documented
+        assert load_command_class("ops", name).job is job
+    assert set(schedules) == {"bots.tasks.reconcile_all"}
+    assert len(MAINTENANCE_RUNS.initial) == 3 * len(JOBS) and commands["maintenance"] == "ops"
+
+
+def test_every_registered_job_is_documented_with_its_schedule_and_command():
+    doc = (ROOT / "docs/MAINTENANCE.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name, job in JOBS.items():
+        assert f"| maintenance: {name} " in doc and f"`{job.task}`" in doc, name
+        assert f"| `{name}" in doc and f"`{name}" in readme, name
 
 
 def test_the_retention_defaults_are_documented():

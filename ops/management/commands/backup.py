@@ -1,8 +1,3 @@
-from __future__ import annotations
+from ops.maintenance.command import job_command
 
-from ops.maintenance.command import JobCommand
-
-
-class Command(JobCommand):
-    help = "Take a verified-checksum backup of the database into BACKUP_DIR (pg_dump custom format)."
-    job = "backup"
+Command = job_command(__name__)

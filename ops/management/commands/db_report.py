@@ -1,8 +1,3 @@
-from __future__ import annotations
+from ops.maintenance.command import job_command
 
-from ops.maintenance.command import JobCommand
-
-
-class Command(JobCommand):
-    help = "Record table sizes and index usage (readable in the admin's maintenance runs)."
-    job = "db_report"
+Command = job_command(__name__)

@@ -1,8 +1,3 @@
-from __future__ import annotations
+from ops.maintenance.command import job_command
 
-from ops.maintenance.command import JobCommand
-
-
-class Command(JobCommand):
-    help = "Run diagnose's checks and record them as the daily health report."
-    job = "health_report"
+Command = job_command(__name__)

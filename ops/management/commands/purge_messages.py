@@ -1,8 +1,3 @@
-from __future__ import annotations
+from ops.maintenance.command import job_command
 
-from ops.maintenance.command import JobCommand
-
-
-class Command(JobCommand):
-    help = "Delete chat messages older than CHAT_RETENTION_DAYS, in batches (skipped when unset)."
-    job = "purge_messages"
+Command = job_command(__name__)

@@ -1,8 +1,3 @@
-from __future__ import annotations
+from ops.maintenance.command import job_command
 
-from ops.maintenance.command import JobCommand
-
-
-class Command(JobCommand):
-    help = "VACUUM (ANALYZE) the database."
-    job = "vacuum"
+Command = job_command(__name__)

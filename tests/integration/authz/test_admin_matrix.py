@@ -21,7 +21,7 @@ from bots.models import Bot, ChatMessage, DesiredState
 from deia.flags import starts_frozen
 from ops.admin import REMEDIES, REMEDY_NEEDS
 from ops.diagnose import CACHE_KEY
-from ops.metrics import MAINTENANCE_TASKS
+from ops.maintenance import JOBS
 from tests.integration.authz.matrix import assert_untouched, audit_rows, world
 
 pytestmark = pytest.mark.django_db
@@ -260,7 +260,7 @@ CASES = [
         bot_scoped=False,
     ),
     *(_button(remedy) for remedy in REMEDIES),
-    *(_run_job(job) for job in MAINTENANCE_TASKS),
+    *(_run_job(job) for job in JOBS),
 ]
 SCOPED = [case for case in CASES if case.bot_scoped]
 

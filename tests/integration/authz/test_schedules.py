@@ -18,7 +18,7 @@ from bots import tasks as bot_tasks
 from bots.models import Bot, Status
 from deia.models import AuditLog
 from ops import tasks as ops_tasks
-from ops.metrics import MAINTENANCE_TASKS
+from ops.maintenance import JOBS
 from ops.models import MaintenanceRun
 from ops.schedules import SCHEDULABLE_TASKS
 
@@ -101,7 +101,7 @@ def test_nor_add_change_or_delete_a_schedule(admin_as, scheduler, model):
 def test_the_task_choices_are_the_reconcile_and_the_maintenance_jobs_only(admin_client):
     form = admin_client.get(ADD).context["adminform"].form
     assert [value for value, _ in form.fields["task"].choices] == list(SCHEDULABLE_TASKS)
-    assert set(SCHEDULABLE_TASKS) == {"bots.tasks.reconcile_all", *(f"ops.tasks.{job}" for job in MAINTENANCE_TASKS)}
+    assert set(SCHEDULABLE_TASKS) == {"bots.tasks.reconcile_all", *(f"ops.tasks.{job}" for job in JOBS)}
     assert "regtask" not in form.fields
 
 
@@ -137,9 +137,9 @@ def test_a_superusers_schedule_is_saved_and_audited(admin_client, every_minute):
     assert row.actor == "admin"
 
 
-@pytest.mark.parametrize("job", MAINTENANCE_TASKS)
+@pytest.mark.parametrize("job", list(JOBS))
 def test_maintenance_tasks_take_no_actor_and_no_path(job):
-    task = getattr(ops_tasks, job)
+    task = ops_tasks.TASKS[job]
     assert inspect.signature(task.run).parameters == {}
     with pytest.raises(TypeError):
         task(actor="mallory")

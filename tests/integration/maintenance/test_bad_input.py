@@ -8,6 +8,7 @@ import pytest
 
 from bots.models import Backend, Bot, DesiredState, Status
 from deia.models import AuditLog
+from ops.maintenance import JOBS
 from ops.models import MaintenanceRun
 from tests.support.procs import PYTHON, ROOT
 
@@ -36,6 +37,11 @@ BAD_INPUT = [
     (["backup", "extra"], "unrecognized arguments: extra"),
     (["rotate_backups", "--days", "3"], "unrecognized arguments: --days 3"),
     (["install_schedules", "--rest"], "unrecognized arguments: --rest"),
+    (["maintenance", "nope"], f"invalid choice: 'nope' (choose from {', '.join(map(repr, JOBS))})"),
+    (["maintenance"], f"name the job to run, one of: {', '.join(JOBS)}"),
+    (["maintenance", "verify_backup", "/nonexistent/db_20260101T000000Z.dump"], "does not exist or is not a file"),
+    (["maintenance", "backup", "extra"], "unrecognized arguments: extra"),
+    (["maintenance", "rotate_backups", "--days", "3"], "unrecognized arguments: --days 3"),
 ]
 
 

@@ -13,7 +13,8 @@ from django.utils import timezone
 from bots.models import Backend, Bot, ChatMessage, Role
 from deia.models import AuditLog
 from ops import maintenance
-from ops.maintenance.runs import JobFailed, Outcome, run_job
+from ops.maintenance import run_job
+from ops.maintenance.runs import JobFailed, Outcome
 from ops.models import MaintenanceRun
 from tests.plugins.maintenance import metric
 

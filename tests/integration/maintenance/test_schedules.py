@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
 from deia.celery import app
-from ops.metrics import MAINTENANCE_TASKS
+from ops.maintenance import JOBS
 from ops.schedules import SCHEDULES, install
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,7 +28,7 @@ def test_every_scheduled_job_is_present_after_a_fresh_setup(settings, tmp_path):
         10,
         "seconds",
     )
-    for job in MAINTENANCE_TASKS:
+    for job in JOBS:
         task = tasks[f"maintenance: {job}"]
         assert (task.task, task.queue) == (f"ops.tasks.{job}", "maintenance")
         assert task.crontab is not None

@@ -1,0 +1,3 @@
+from ops.maintenance.command import MaintenanceCommand as Command
+
+__all__ = ["Command"]
