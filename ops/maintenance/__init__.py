@@ -1,7 +1,8 @@
 """Maintenance jobs: one plain function per job, one module per family.
 
 JOBS maps each job's name (the MaintenanceRun.job, the `task` metric label, the Celery
-task ops.tasks.<name> and the management command <name>) to its function. run() records
+task ops.tasks.<name>, the management command <name> and the audit actions
+maintenance.<name> and maintenance.<name>_error) to its function. run() records
 it; the Celery task and the command both go through there.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from deia.audit_actions import declare_job
 from ops.maintenance.backup import backup, verify_backup
 from ops.maintenance.cache import redis_bgsave
 from ops.maintenance.database import audit_retention, db_report, purge_messages, vacuum
@@ -30,6 +32,8 @@ JOBS: dict[str, Callable[..., Outcome]] = {
     "audit_retention": audit_retention,
     "health_report": health_report,
 }
+for _name in JOBS:
+    declare_job(_name)
 
 
 def run(job: str, *, actor: str = "celery", **kwargs: Any) -> MaintenanceRun:

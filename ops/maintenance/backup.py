@@ -43,7 +43,7 @@ def counted_tables() -> dict[str, str]:
     return {
         "bots": apps.get_model("bots", "Bot")._meta.db_table,
         "chat_messages": apps.get_model("bots", "ChatMessage")._meta.db_table,
-        "audit_logs": apps.get_model("ops", "AuditLog")._meta.db_table,
+        "audit_logs": apps.get_model("deia", "AuditLog")._meta.db_table,
     }
 
 
