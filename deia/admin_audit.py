@@ -95,10 +95,10 @@ class AuditedAdminMixin:
     audit_admin_changes = True
     audit_admin_deletions = True
 
-    def _action(self, obj, verb: str) -> str:
+    def _audit_action(self, obj, verb: str) -> str:
         return f"{admin_subject(obj._meta.label_lower)}.{verb}"
 
-    def _remember(self, request, obj) -> None:
+    def _audit_remember(self, request, obj) -> None:
         # Our own attribute on the request: the admin's hooks share nothing else per request.
         if not hasattr(request, "audit_before"):
             request.audit_before = {}
@@ -107,14 +107,14 @@ class AuditedAdminMixin:
     def get_object(self, request, object_id, from_field=None):
         obj = super().get_object(request, object_id, from_field)
         if obj is not None and request.method == "POST" and self.audit_admin_changes:
-            self._remember(request, obj)
+            self._audit_remember(request, obj)
         return obj
 
     def save_model(self, request, obj, form, change):
         if change and self.audit_admin_changes and _snapshot_key(obj) not in getattr(request, "audit_before", {}):
             stored = type(obj)._base_manager.filter(pk=obj.pk).first()
             if stored is not None:
-                self._remember(request, stored)
+                self._audit_remember(request, stored)
         return super().save_model(request, obj, form, change)
 
     def construct_change_message(self, request, form, formsets, add=False):
@@ -123,7 +123,7 @@ class AuditedAdminMixin:
 
     def log_addition(self, request, obj, message):
         if self.audit_admin_changes:
-            audit(self._action(obj, "create"), request=request, target=audit_target(obj))
+            audit(self._audit_action(obj, "create"), request=request, target=audit_target(obj))
         return super().log_addition(request, obj, message)
 
     def log_change(self, request, obj, message):
@@ -134,13 +134,13 @@ class AuditedAdminMixin:
                 after = field_values(obj)
                 changed = getattr(request, "audit_form_changed", after.keys())
                 details["changes"] = changes(before, {name: after[name] for name in after if name in changed})
-            audit(self._action(obj, "update"), request=request, target=audit_target(obj), details=details)
+            audit(self._audit_action(obj, "update"), request=request, target=audit_target(obj), details=details)
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request, queryset):
         if self.audit_admin_deletions:
             for obj in queryset:
-                audit(self._action(obj, "delete"), request=request, target=audit_target(obj))
+                audit(self._audit_action(obj, "delete"), request=request, target=audit_target(obj))
         return super().log_deletions(request, queryset)
 
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 from django.contrib import admin
+from django.contrib.auth.models import Group
 from django.urls import reverse
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -74,7 +75,9 @@ def test_changing_a_users_password_in_the_admin_is_audited_masked(admin_client, 
 
 def test_editing_a_user_records_the_fields_changed_and_leaves_the_password_out(admin_client, django_user_model):
     user = django_user_model.objects.create_user("bob", password="Secret-123", email="bob@example.com")
+    operators = Group.objects.create(name="operators")
     data = {
+        "groups": [operators.pk],
         "username": "bob",
         "first_name": "Bob",
         "last_name": "",
@@ -91,7 +94,9 @@ def test_editing_a_user_records_the_fields_changed_and_leaves_the_password_out(a
     assert row.details["changes"] == {
         "first_name": {"old": "", "new": "Bob"},
         "email": {"old": "bob@example.com", "new": "bob@example.org"},
+        "groups": {"old": [], "new": [operators.pk]},
     }
+    assert row.details["fields"] == ["First name", "Email address", "Groups"]
 
 
 def test_creating_an_api_token_in_the_admin_is_audited_without_the_token(admin_client, django_user_model):
