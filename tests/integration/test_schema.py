@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 from django.db import connection
 
 from bots.models import Bot, ChatMessage, Role
 from deia.audit import audit
-from deia.audit_actions import Action, Severity
+from deia.audit_actions import Action, Severity, severity_of
 from deia.models import AuditLog
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +43,15 @@ def test_each_audit_row_stores_its_actions_declared_severity():
     assert audit("maintenance.backup_error", actor="celery", target="backup").severity == Severity.ERROR
     stored = dict(AuditLog.objects.values_list("action", "severity"))
     assert stored == {"bot.start": "info", "bot.crash": "warning", "maintenance.backup_error": "error"}
+
+
+def test_the_migration_gives_rows_written_before_it_their_actions_severity():
+    backfill = importlib.import_module("deia.migrations.0002_auditlog_severity").backfill
+    for action in ("bot.start", "bot.start_error", "maintenance.vacuum_error", "bot.crash", "auth.login_failed"):
+        AuditLog.objects.create(actor="old", action=action)  # as before: no severity given
+    backfill(django_apps, None)
+    stored = dict(AuditLog.objects.values_list("action", "severity"))
+    assert stored == {action: str(severity_of(action)) for action in stored}
 
 
 def test_an_undeclared_audit_action_is_refused_and_nothing_is_written():
