@@ -24,6 +24,7 @@ from rest_framework import permissions
 
 from bots.models import Bot
 from deia.audit import audit
+from deia.audit_actions import Action
 
 OPERATE = "bots.operate_bot"
 CHAT = "bots.chat_bot"
@@ -81,7 +82,7 @@ def audit_denied(verb: str, user, requested_ids: Iterable, *, request=None) -> N
     slugs = dict(visible_bots(user).filter(pk__in=ids).values_list("pk", "slug"))
     names = [slugs.get(int(pk), f"bot #{pk}") if pk.isdigit() else f"bot #{pk}" for pk in requested]
     audit(
-        f"bot.{verb}_denied",
+        Action(f"bot.{verb}_denied"),
         user=user,
         request=request,
         target=", ".join(names),

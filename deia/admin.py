@@ -22,13 +22,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "actor", "action", "target", "ip")
-    list_filter = ("action", "actor", "created_at")
+    list_display = ("created_at", "severity", "actor", "action", "target", "ip")
+    list_filter = ("severity", "action", "actor", "created_at")
     search_fields = ("action", "actor", "target")
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     show_full_result_count = False
-    fields = ("created_at", "actor", "user", "action", "target", "details", "ip")
+    fields = ("created_at", "severity", "actor", "user", "action", "target", "details", "ip")
     readonly_fields = fields
 
     def get_actions(self, request):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from deia.audit_actions import Action, severity_of
 from deia.models import AuditLog
 from deia.proxies import client_ip
 
@@ -16,7 +17,7 @@ __all__ = ["audit", "client_ip"]
 
 
 def audit(
-    action: str,
+    action: Action | str,
     *,
     actor: str | None = None,
     user=None,
@@ -29,8 +30,11 @@ def audit(
 
     `actor` is a system actor's name ("reconcile", "celery"); otherwise it is taken from
     `user`, or from `request.user`. Call it inside the transaction that made the change so
-    that the row and the change commit or roll back together.
+    that the row and the change commit or roll back together. `action` must be declared in
+    deia/audit_actions.py (ValueError otherwise, before anything is written).
     """
+    severity = severity_of(action)
+    action = str(action)
     if user is None and request is not None:
         candidate = getattr(request, "user", None)
         if candidate is not None and candidate.is_authenticated:
@@ -43,9 +47,10 @@ def audit(
         actor=actor,
         user=user,
         action=action,
+        severity=severity,
         target=str(target)[:200],
         details=details or {},
         ip=ip,
     )
-    log.info("audit", extra={"action": action, "actor": actor, "target": row.target})
+    log.info("audit", extra={"action": action, "severity": severity, "actor": actor, "target": row.target})
     return row

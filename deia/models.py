@@ -7,14 +7,17 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from deia.audit_actions import Severity
+
 
 class AuditLog(models.Model):
     """One row per operator or automatic action that changed state. Never updated; deleted
     only by the audit_retention job once older than AUDIT_RETENTION_DAYS.
 
     `actor` keeps the name even when the user row is later deleted (user goes NULL).
-    Failures carry "error" in the action (bot.start_error) so the guide's
-    `WHERE action LIKE '%error%'` finds them.
+    Actions and their severities are declared in deia/audit_actions.py. Failures have
+    severity error and carry "error" in the action (bot.start_error), so the guide's
+    `WHERE action LIKE '%error%'` finds them too.
     """
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -23,6 +26,7 @@ class AuditLog(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     action = models.CharField(max_length=100, help_text="Dotted name, e.g. bot.start or bot.start_error")
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO, editable=False)
     target = models.CharField(max_length=200, blank=True)
     details = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
@@ -35,6 +39,8 @@ class AuditLog(models.Model):
             models.Index(fields=["-created_at"], name="audit_created_idx"),
             # Admin filter by action, and counts of one action over time (diagnose).
             models.Index(fields=["action", "-created_at"], name="audit_action_created_idx"),
+            # diagnose's audit_errors: severity = error in the last 24 h; the admin's filter.
+            models.Index(fields=["severity", "-created_at"], name="audit_severity_created_idx"),
         ]
 
     def __str__(self) -> str:

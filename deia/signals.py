@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 
 from deia.audit import audit
+from deia.audit_actions import Action
 
 
 def refused_by_lockout(request) -> bool:
@@ -22,12 +23,12 @@ def refused_by_lockout(request) -> bool:
 
 
 def audit_login(sender, request, user, **kwargs) -> None:
-    audit("auth.login", user=user, request=request, target=user.get_username())
+    audit(Action.AUTH_LOGIN, user=user, request=request, target=user.get_username())
 
 
 def audit_logout(sender, request, user, **kwargs) -> None:
     if user is not None:
-        audit("auth.logout", user=user, request=request, target=user.get_username())
+        audit(Action.AUTH_LOGOUT, user=user, request=request, target=user.get_username())
 
 
 def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
@@ -35,7 +36,7 @@ def audit_login_failed(sender, credentials, request=None, **kwargs) -> None:
         return
     # Never store the password Django hands us in `credentials`.
     username = str(credentials.get("username", ""))[:150]
-    audit("auth.login_failed", actor=username or "anonymous", request=request, target=username)
+    audit(Action.AUTH_LOGIN_FAILED, actor=username or "anonymous", request=request, target=username)
 
 
 def audit_lockout(sender, request, username=None, ip_address=None, **kwargs) -> None:
@@ -43,7 +44,7 @@ def audit_lockout(sender, request, username=None, ip_address=None, **kwargs) -> 
         return
     username = str(username or "")[:150]
     audit(
-        "auth.lockout",
+        Action.AUTH_LOCKOUT,
         actor=username or "anonymous",
         request=request,
         target=username,

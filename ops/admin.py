@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from bots import access
 from deia.admin import ReadOnlyAdmin
 from deia.audit import audit, client_ip
+from deia.audit_actions import Action
 from deia.flags import starts_frozen
 from ops import admin_beat, tasks
 from ops.diagnose import cached_diagnose, overall
@@ -164,7 +165,7 @@ def run_job_view(request: HttpRequest, job: str) -> HttpResponse:
         return _back(request)
     # The run's actor is "celery" (tasks take no actor); who asked is this audit row.
     with transaction.atomic():
-        audit("maintenance.enqueue", request=request, target=job, details={"job": job})
+        audit(Action.MAINTENANCE_ENQUEUE, request=request, target=job, details={"job": job})
         transaction.on_commit(lambda: tasks.TASKS[job].apply_async())
     messages.success(request, f"{job} queued on the {JOBS[job].queue} queue; its run appears under Maintenance runs.")
     return _back(request)

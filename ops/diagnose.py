@@ -25,6 +25,7 @@ from django.db import connection
 from django.utils import timezone
 
 from bots.models import Backend, Bot, Status
+from deia.audit_actions import Severity
 from deia.models import AuditLog
 from deia.redact import redact
 from ops.health import check_broker, run_in_thread
@@ -429,7 +430,8 @@ def check_last_restore_check() -> Check:
 
 
 def check_audit_errors() -> Check:
-    errors = AuditLog.objects.filter(action__contains="error", created_at__gte=timezone.now() - timedelta(hours=24))
+    since = timezone.now() - timedelta(hours=24)
+    errors = AuditLog.objects.filter(severity=Severity.ERROR, created_at__gte=since)
     count = errors.count()
     if not count:
         return ok("audit_errors", "0 in the last 24 h", "0")
@@ -439,7 +441,7 @@ def check_audit_errors() -> Check:
         Level.WARN,
         f"{count} in the last 24 h (latest {latest.action} {latest.target})",
         "0",
-        "runbooks/high-error-rate.md: the admin's audit log, filtered on the action",
+        "runbooks/high-error-rate.md: the admin's audit log, filtered on severity error",
     )
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from bots import lifecycle
 from bots.models import Bot, DesiredState
 from deia.audit import audit
+from deia.audit_actions import Action
 from deia.models import RuntimeFlag
 
 
@@ -100,7 +101,7 @@ def terminate_idle_connections(
         result["terminated"] = sorted(pid for pid, ended in cursor.fetchall() if ended)
         result["spared"] = sorted({session["pid"] for session in sessions} - set(result["terminated"]))
         audit(
-            "ops.terminate_idle_connections",
+            Action.OPS_TERMINATE_IDLE,
             user=user,
             actor=_who(user, actor),
             ip=ip,
@@ -162,7 +163,7 @@ def cancel_query(pid: int, *, min_seconds: float | None = None, user=None, actor
         cursor.execute("SELECT pg_cancel_backend(%s)", [pid])
         cancelled = bool(cursor.fetchone()[0])
         audit(
-            "ops.cancel_query",
+            Action.OPS_CANCEL_QUERY,
             user=user,
             actor=_who(user, actor),
             ip=ip,
@@ -182,7 +183,8 @@ def clear_cache(*, user=None, actor=None, ip=None) -> int:
         cache.clear()
         removed = -1  # local-memory cache: no count
     with transaction.atomic():
-        audit("ops.clear_cache", user=user, actor=_who(user, actor), ip=ip, target="cache", details={"keys": removed})
+        who = _who(user, actor)
+        audit(Action.OPS_CLEAR_CACHE, user=user, actor=who, ip=ip, target="cache", details={"keys": removed})
     return removed
 
 
@@ -233,7 +235,7 @@ def stop_least_used(keep: int, *, user=None, actor=None, ip=None) -> Stopped:
         details = {"keep": keep, "running_before": len(running), "stopped": done, "skipped_deleted": stopped.skipped}
         with transaction.atomic():
             audit(
-                "ops.stop_least_used",
+                Action.OPS_STOP_LEAST_USED,
                 user=user,
                 actor=who,
                 ip=ip,
@@ -253,7 +255,7 @@ def _set_freeze(enabled: bool, *, user, actor, ip) -> bool:
             return False
         flag.enabled, flag.updated_by = enabled, who
         flag.save()
-        action = "ops.freeze_starts" if enabled else "ops.unfreeze_starts"
+        action = Action.OPS_FREEZE_STARTS if enabled else Action.OPS_UNFREEZE_STARTS
         audit(action, user=user, actor=who, ip=ip, target=RuntimeFlag.FREEZE_STARTS, details={"enabled": enabled})
     return True
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from deia.audit import audit
+from deia.audit_actions import Action
 from ops.maintenance import JOBS, Job
 
 
@@ -113,7 +114,7 @@ def install(*, reset: bool = False, actor: str = "setup") -> dict[str, int]:
             # Beat's DatabaseScheduler notices changes through this marker (update() sends no signal).
             PeriodicTasks.update_changed()
             audit(
-                "ops.schedules_install",
+                Action.OPS_SCHEDULES_INSTALL,
                 actor=actor,
                 target="beat schedules",
                 details={"created": created, "updated": updated, "reset": reset},

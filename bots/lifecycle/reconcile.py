@@ -29,6 +29,7 @@ from bots.lifecycle.transitions import (
     stop_bot,
 )
 from bots.models import Bot, DesiredState, Status
+from deia.audit_actions import Action
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -109,7 +110,7 @@ def kill_orphans() -> int:
             if bot_id in existing or Bot.objects.filter(pk=bot_id).exists():
                 continue  # only runners whose bot row is gone
             terminate(pid, 0)
-            record_kill(None, bot_id, pid, "bot.orphan_killed", "no bot row claims this runner")
+            record_kill(None, bot_id, pid, Action.BOT_ORPHAN_KILLED, "no bot row claims this runner")
             killed += 1
     return killed
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from bots.lifecycle import dispatch
 from bots.lifecycle.state import StartRefused, fleet_lock, freeze_refusal, locked, record, start_refusal
 from bots.models import Bot, DesiredState, Status
+from deia.audit_actions import Action
 
 
 def _lock(bot: Bot) -> Bot:
@@ -32,10 +33,10 @@ def request_start(bot: Bot, *, user=None, actor: str | None = None, ip: str | No
         refusal = None if already else start_refusal(bot)
         if refusal:
             # Written and committed before raising, so the refusal stays on record.
-            record(bot, "bot.start_refused", actor=actor, user=user, ip=ip, details={"reason": refusal})
+            record(bot, Action.BOT_START_REFUSED, actor=actor, user=user, ip=ip, details={"reason": refusal})
         else:
             _want_running(bot)
-            record(bot, "bot.start", actor=actor, user=user, ip=ip, details={"already_running": already})
+            record(bot, Action.BOT_START, actor=actor, user=user, ip=ip, details={"already_running": already})
             queue = dispatch.host_queue(host) if host else dispatch.queue_for(bot)
             transaction.on_commit(lambda: dispatch.reconcile_soon(bot, queue=queue))
     if refusal:
@@ -58,7 +59,7 @@ def request_stop(bot: Bot, *, user=None, actor: str | None = None, ip: str | Non
         bot.desired_state = DesiredState.STOPPED
         bot.next_start_at = None
         bot.save(update_fields=["desired_state", "next_start_at", "updated_at"])
-        record(bot, "bot.stop", actor=actor, user=user, ip=ip, details={"status": bot.status})
+        record(bot, Action.BOT_STOP, actor=actor, user=user, ip=ip, details={"status": bot.status})
         transaction.on_commit(lambda: dispatch.reconcile_soon(bot))
     return bot
 
@@ -71,10 +72,10 @@ def request_restart(bot: Bot, *, user=None, actor: str | None = None, ip: str | 
         # A running bot counts against no limit, but a freeze stops every launch, relaunches too.
         refusal = freeze_refusal() if running else start_refusal(bot)
         if refusal:
-            record(bot, "bot.start_refused", actor=actor, user=user, ip=ip, details={"reason": refusal})
+            record(bot, Action.BOT_START_REFUSED, actor=actor, user=user, ip=ip, details={"reason": refusal})
         else:
             _want_running(bot)
-            record(bot, "bot.restart", actor=actor, user=user, ip=ip, details={"pid": bot.pid})
+            record(bot, Action.BOT_RESTART, actor=actor, user=user, ip=ip, details={"pid": bot.pid})
             if running:
                 args = [bot.pk, bot.pid]
                 transaction.on_commit(
@@ -100,7 +101,7 @@ def request_delete(bot: Bot, *, user=None, actor: str | None = None, ip: str | N
         has_process = bot.status in (Status.STARTING, Status.RUNNING, Status.STOPPING)
         bot.delete_requested = has_process
         bot.save(update_fields=["desired_state", "delete_requested", "updated_at"])
-        record(bot, "bot.delete", actor=actor, user=user, ip=ip, details={"bot_id": bot.pk, "status": bot.status})
+        record(bot, Action.BOT_DELETE, actor=actor, user=user, ip=ip, details={"bot_id": bot.pk, "status": bot.status})
         if not has_process:
             bot.delete()
             return True

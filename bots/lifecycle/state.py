@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from bots.models import Bot, DesiredState, Status
 from deia.audit import audit
+from deia.audit_actions import Action
 from deia.flags import starts_frozen
 from deia.models import AuditLog
 
@@ -91,7 +92,7 @@ def record_kill(bot: Bot | None, bot_id: int, pid: int, action: str, reason: str
     if bot is not None:
         target = bot.slug
     else:  # its row is gone: name it as its deletion did
-        deleted = AuditLog.objects.filter(action="bot.deleted", details__bot_id=bot_id).order_by("-id").first()
+        deleted = AuditLog.objects.filter(action=Action.BOT_DELETED, details__bot_id=bot_id).order_by("-id").first()
         target = deleted.target if deleted else f"bot #{bot_id}"
     audit(action, actor=SYSTEM_ACTOR, target=target, details=details)
     log.warning(action, extra={"bot": target, "action": action, **details})

@@ -45,6 +45,7 @@ from bots.lifecycle.state import (
     start_due,
 )
 from bots.models import PROCESS_STATES, Bot, DesiredState, Status
+from deia.audit_actions import Action
 from deia.redact import redact
 
 log = logging.getLogger("deia.lifecycle")
@@ -139,7 +140,7 @@ def _finish_start(bot_id: int, pid: int, seconds: float, reason: str) -> str:
             # Automatic restarts only, as deia_bot_restarts_total: an operator's restart is no symptom.
             bot.restart_count += 1
         bot.save(update_fields=[*PROCESS_FIELDS, "startup_seconds", "last_error", "restart_count"])
-        action = "bot.started" if reason == "start" else "bot.restarted"
+        action = Action.BOT_STARTED if reason == "start" else Action.BOT_RESTARTED
         record(bot, action, details={"pid": pid, "port": bot.port, "startup_seconds": bot.startup_seconds})
         metrics.STARTS.inc(result="ok")
         metrics.STARTUP_SECONDS.observe(seconds)
@@ -177,7 +178,7 @@ def _fail_locked(bot: Bot, error: str, pid: int | None, exit_code: int | None) -
     retry_in = backoff(bot.start_failures) if bot.status == Status.CRASHED else None
     details = {"error": bot.last_error, "pid": pid, "port": port, "exit_code": exit_code, "retry_in": retry_in}
     level = logging.ERROR if gave_up else logging.WARNING
-    record(bot, "bot.start_error", details={**details, "failures": bot.start_failures, **gave_up}, level=level)
+    record(bot, Action.BOT_START_ERROR, details={**details, "failures": bot.start_failures, **gave_up}, level=level)
     metrics.STARTS.inc(result="error")
     metrics.START_ERRORS.inc()
     _schedule_retry(bot)
@@ -220,7 +221,7 @@ def adopt(bot_id: int, pid: int) -> str:
         bot.last_heartbeat = bot.started_at
         bot.last_error = ""
         bot.save(update_fields=[*PROCESS_FIELDS, "last_error"])
-        record(bot, "bot.adopted", details={"pid": pid, "port": bot.port})
+        record(bot, Action.BOT_ADOPTED, details={"pid": pid, "port": bot.port})
     return "adopted"
 
 
@@ -250,7 +251,7 @@ def mark_crashed(bot_id: int, pid: int | None, reason: str) -> str:
         details |= {"exit": exit_, "last_lines": output}
         record(
             bot,
-            "bot.crash",
+            Action.BOT_CRASH,
             details={**details, "failures": bot.start_failures, **gave_up},
             level=logging.ERROR if gave_up else logging.WARNING,
         )
@@ -290,7 +291,7 @@ def kill_strays(bot_id: int) -> list[int]:
                 if keep
                 else f"the bot has no process here ({bot.status if bot else 'gone'})"
             )
-            record_kill(bot, bot_id, pid, "bot.stray_killed", reason)
+            record_kill(bot, bot_id, pid, Action.BOT_STRAY_KILLED, reason)
     return killed
 
 
@@ -333,13 +334,14 @@ def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, 
         bot.status = Status.STOPPED
         bot.next_start_at = None
         bot.save(update_fields=[*PROCESS_FIELDS, "next_start_at"])
-        record(bot, "bot.stopped", actor=actor or "reconcile", details={"pid": pid, "port": port, "killed": killed})
+        details = {"pid": pid, "port": port, "killed": killed}
+        record(bot, Action.BOT_STOPPED, actor=actor or "reconcile", details=details)
     if bot.delete_requested:
         _delete(bot, actor)
 
 
 def _delete(bot: Bot, actor: str | None) -> None:
-    record(bot, "bot.deleted", actor=actor or "reconcile", details={"bot_id": bot.pk})
+    record(bot, Action.BOT_DELETED, actor=actor or "reconcile", details={"bot_id": bot.pk})
     bot.delete()
 
 

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from deia.apitokens.models import ApiToken
 from deia.audit import audit
+from deia.audit_actions import Action
 
 
 def create_token(
@@ -21,7 +22,7 @@ def create_token(
     with transaction.atomic():
         token, key = ApiToken.objects.issue(user, name=name, expires_at=expires_at)
         audit(
-            "token.create",
+            Action.TOKEN_CREATE,
             user=by,
             actor=actor,
             request=request,
@@ -36,5 +37,5 @@ def revoke_token(token: ApiToken, *, by=None, actor: str | None = None, request=
     with transaction.atomic():
         if not token.revoke():
             return False
-        audit("token.revoke", user=by, actor=actor, request=request, target=str(token))
+        audit(Action.TOKEN_REVOKE, user=by, actor=actor, request=request, target=str(token))
     return True

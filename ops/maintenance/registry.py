@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
+from deia.audit_actions import declare_job
 from ops.maintenance.backup import backup, verify_backup
 from ops.maintenance.cache import redis_bgsave
 from ops.maintenance.database import audit_retention, db_report, purge_messages, vacuum
@@ -155,3 +156,6 @@ JOBS: dict[str, Job] = {
         ),
     )
 }
+# Each job's audit actions, maintenance.<job> and maintenance.<job>_error (deia.audit_actions).
+for _name in JOBS:
+    declare_job(_name)

@@ -36,7 +36,7 @@ def test_setup_twice_neither_fails_nor_duplicates(settings, tmp_path):
     assert demo.backend == Backend.ECHO
     assert Bot.objects.count() == 1
     assert AuditLog.objects.filter(action="bot.create").count() == 1
-    assert AuditLog.objects.filter(action="auth.user_create").count() == 1
+    assert AuditLog.objects.filter(action="auth.user.create").count() == 1
 
 
 def test_setup_uses_the_given_admin_password(settings, tmp_path):

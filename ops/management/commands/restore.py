@@ -4,6 +4,7 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 from deia.audit import audit
+from deia.audit_actions import Action
 from ops.maintenance.backup import restore
 from ops.maintenance.command import OpsCommand, cli_actor
 from ops.maintenance.runs import JobFailed
@@ -25,6 +26,6 @@ class Command(OpsCommand):
             raise CommandError(f"restore refused: {exc.summary}") from None
         # Written after the restore, so the row lands in the restored database.
         with transaction.atomic():
-            audit("ops.restore", actor=cli_actor(), target=result["file"], details=result)
+            audit(Action.OPS_RESTORE, actor=cli_actor(), target=result["file"], details=result)
         counts = ", ".join(f"{k}={v}" for k, v in result["counts"].items())
         self.stdout.write(f"restore ok: {result['file']} ({counts})")

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from bots.models import Backend, Bot, DesiredState
 from deia.audit import audit
+from deia.audit_actions import Action
 from deia.config import public_files
 from ops.schedules import setup_hook as install_schedules
 
@@ -53,7 +54,7 @@ def ensure_admin() -> tuple[bool, str | None]:
         if password is None:
             password = generated = secrets.token_urlsafe(12)
         user = User.objects.create_superuser(username=username, email="", password=password)
-        audit("auth.user_create", actor="setup", target=username, details={"superuser": True, "user_id": user.pk})
+        audit("auth.user.create", actor="setup", target=username, details={"superuser": True, "user_id": user.pk})
     return True, generated
 
 
@@ -70,7 +71,7 @@ def ensure_demo_bot() -> bool:
             },
         )
         if created:
-            audit("bot.create", actor="setup", target=bot.slug, details={"backend": bot.backend})
+            audit(Action.BOT_CREATE, actor="setup", target=bot.slug, details={"backend": bot.backend})
     return created
 
 

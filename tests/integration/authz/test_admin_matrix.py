@@ -90,7 +90,7 @@ def _edited(response, bot, user) -> None:
     assert response.status_code == 302
     bot.refresh_from_db()
     assert bot.model_name == "edited-model"
-    assert audit_rows() == [("bots.bot.update", user.username, f"bots.bot:{bot.pk} {bot.name}")]
+    assert audit_rows() == [("bot.update", user.username, f"bots.bot:{bot.pk} {bot.name}")]
 
 
 def _operated(verb: str):

@@ -155,6 +155,16 @@ def test_audit_errors_and_bots_behind_their_desired_state_are_reported():
     assert check_bots().level == Level.CRIT
 
 
+def test_audit_errors_count_failures_by_severity_not_by_name():
+    audit("bot.crash", actor="reconcile", target="support")  # a warning: restarted after backoff
+    audit("bot.stop_denied", actor="alice", target="support")
+    assert check_audit_errors().level == Level.OK
+    audit("maintenance.backup_error", actor="celery", target="backup")
+    result = check_audit_errors()
+    assert result.level == Level.WARN
+    assert result.value.startswith("1 in the last 24 h (latest maintenance.backup_error backup)")
+
+
 def test_a_query_running_over_the_threshold_is_reported_with_its_pid(settings, pg_session):
     settings.SLOW_QUERY_SECONDS = 0.2
     busy = pg_session(name="deia-test-busy")
