@@ -1,8 +1,10 @@
-"""Dependency checks for /health/*, /metrics (deia_health_check_up), diagnose and the Operations page.
+"""/health/*, /metrics' deia_health_check_up and the Operations page: the dependency probes, graded up or down.
 
-Each check runs in its own daemon thread and is abandoned after its timeout, so a
-dependency that accepts a connection and never answers cannot hold a probe hostage. The
-checks also bound their own I/O (socket timeouts), so an abandoned thread ends soon after.
+The probes are deia's (`deia.probes.services`) and bots' (`bots.llm.probe_llm`); this
+module only picks which to run under which name and grades each result up or down. Each
+check runs in its own daemon thread and is abandoned after its timeout, so a dependency
+that accepts a connection and never answers cannot hold a probe hostage. The probes also
+bound their own I/O (socket timeouts), so an abandoned thread ends soon after.
 """
 
 from __future__ import annotations
@@ -11,24 +13,15 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
-import httpx
-import redis
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.db import connections
 from prometheus_client import CollectorRegistry, Gauge
 
+from bots.llm import probe_llm, server_url
 from bots.models import Backend, Bot
-from deia.celery import app as celery_app
-from deia.redact import redact
-
-# Load the cache backend's modules now, in the importing thread: two check threads
-# importing redis' modules for the first time at once deadlock on the import locks.
-caches["default"]
+from deia.probes import ProbeResult, describe, run_in_thread
+from deia.probes.services import probe_broker, probe_cache, probe_database
 
 
 @dataclass
@@ -51,68 +44,33 @@ def _timeout() -> float:
     return settings.HEALTH_CHECK_TIMEOUT
 
 
-def check_db() -> str:
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
-    return ""
+def check_db() -> ProbeResult:
+    return probe_database(_timeout())
 
 
-def check_cache() -> str:
-    key = f"deia:health:{threading.get_ident()}"
-    cache.set(key, "1", timeout=10)
-    if cache.get(key) != "1":
-        raise RuntimeError("value written to the cache was not read back")
-    cache.delete(key)
-    if cache.get(key) is not None:
-        raise RuntimeError("value deleted from the cache was still read back")
-    return ""
+def check_cache() -> ProbeResult:
+    return probe_cache()
 
 
-def check_broker() -> str:
-    url = celery_app.conf.broker_url or ""
-    if url.startswith("filesystem"):
-        folder = settings.BROKER_DIR / "queue"
-        if not folder.is_dir():
-            raise RuntimeError(f"broker folder {folder} does not exist")
-        return "filesystem broker"
-    if url.startswith(("redis", "rediss", "unix")):
-        # kombu's ensure_connection bounds the retries, not a PING that never comes back.
-        client = redis.Redis.from_url(url, socket_connect_timeout=_timeout(), socket_timeout=_timeout())
-        try:
-            client.ping()
-        finally:
-            client.close()
-        return ""
-    from kombu import Connection
-
-    options = {"read_timeout": _timeout(), "write_timeout": _timeout()}
-    with Connection(url, connect_timeout=_timeout(), transport_options=options) as conn:
-        conn.ensure_connection(max_retries=1, timeout=_timeout())
-    return ""
+def check_broker() -> ProbeResult:
+    return probe_broker(_timeout())
 
 
-def _llm_get(url: str, headers: dict[str, str] | None = None) -> int:
-    response = httpx.get(url, timeout=httpx.Timeout(_timeout()), headers=headers)
-    response.raise_for_status()
-    body = response.json()
-    # Ollama lists {"models": [...]}, OpenAI-compatible servers {"data": [...]}.
-    return len(body.get("models") or body.get("data") or [])
-
-
-def check_llm() -> str:
-    """The model list of every LLM server a bot is configured to use."""
+def check_llm() -> ProbeResult:
+    """Every LLM server a bot is configured to use answers its model list (which models it
+    lists is diagnose's and the runner's business, not the web's readiness)."""
     backends = set(Bot.objects.order_by().values_list("backend", flat=True).distinct())
     found = []
-    if Backend.OLLAMA in backends:
-        found.append(f"ollama: {_llm_get(f'{settings.OLLAMA_URL}/api/tags')} models")
-    if Backend.OPENAI in backends:
-        headers = {"Authorization": f"Bearer {settings.OPENAI_API_KEY}"} if settings.OPENAI_API_KEY else None
-        found.append(f"openai: {_llm_get(f'{settings.OPENAI_URL}/models', headers)} models")
-    return "; ".join(found) or "no bot uses an LLM server"
+    for backend in (Backend.OLLAMA, Backend.OPENAI):
+        if backend in backends:
+            result = probe_llm((backend, server_url(backend), ""), timeout=_timeout(), retries=0)
+            if not result.ok:
+                return result
+            found.append(f"{backend}: {len(result.facts['models'])} models")
+    return ProbeResult(True, detail="; ".join(found) or "no bot uses an LLM server")
 
 
-CHECKS: dict[str, Callable[[], str]] = {
+CHECKS: dict[str, Callable[[], ProbeResult]] = {
     "db": check_db,
     "cache": check_cache,
     "broker": check_broker,
@@ -120,26 +78,8 @@ CHECKS: dict[str, Callable[[], str]] = {
 }
 
 
-def run_in_thread(fn: Callable[[], Any]) -> Future:
-    """Start `fn` in a daemon thread that may be abandoned; the future holds its result."""
-    future: Future = Future()
-
-    def target() -> None:
-        try:
-            future.set_result(fn())
-        except BaseException as exc:  # noqa: BLE001 - every failure is a failed check
-            future.set_exception(exc)
-        finally:
-            # The thread is thrown away: give its database connection back to the pool,
-            # or every check would leak one and the pool would run dry.
-            connections.close_all()
-
-    threading.Thread(target=target, name=f"health-{fn.__name__}", daemon=True).start()
-    return future
-
-
-def _timed(fn: Callable[[], str]) -> Callable[[], tuple[str, float]]:
-    def call() -> tuple[str, float]:
+def _timed(fn: Callable[[], ProbeResult]) -> Callable[[], tuple[ProbeResult, float]]:
+    def call() -> tuple[ProbeResult, float]:
         started = time.perf_counter()
         return fn(), time.perf_counter() - started
 
@@ -156,13 +96,12 @@ def run_checks(names: list[str], timeout: float | None = None) -> list[CheckResu
     for name, future in futures.items():
         remaining = max(0.0, timeout - (time.perf_counter() - started))
         try:
-            detail, seconds = future.result(timeout=remaining)
-            results.append(CheckResult(name, True, seconds * 1000, detail))
+            result, seconds = future.result(timeout=remaining)
+            results.append(CheckResult(name, result.ok, seconds * 1000, result.detail))
         except TimeoutError:
             results.append(CheckResult(name, False, timeout * 1000, f"no answer within {timeout:g} s"))
-        except Exception as exc:  # noqa: BLE001
-            elapsed = (time.perf_counter() - started) * 1000
-            results.append(CheckResult(name, False, elapsed, redact(f"{type(exc).__name__}: {exc}".strip())[:300]))
+        except Exception as exc:  # noqa: BLE001 - a check that breaks (the bots' table unreadable) is down
+            results.append(CheckResult(name, False, (time.perf_counter() - started) * 1000, describe(exc)))
     record_health(results)
     return results
 

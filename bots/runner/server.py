@@ -24,7 +24,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from bots.lifecycle.process import SECRET_ENV
-from bots.llm import LLMError, ModelNotFound, get_backend
+from bots.llm import ModelNotFound, get_backend, probe_llm
 from bots.metrics import init_runner_metrics
 from bots.models import Bot
 from bots.runner.app import RunnerApp
@@ -96,13 +96,14 @@ class Runner:
         port = port or bot.port
         if not port:
             raise StartupError(f"no port for bot {bot.slug!r}: pass --port N", EXIT_USAGE)
+        probe = probe_llm(bot)
+        if isinstance(probe.error, ModelNotFound):
+            raise StartupError(str(probe.error), EXIT_MODEL_MISSING) from probe.error
+        if not probe.ok:
+            raise StartupError(
+                f"LLM backend {bot.backend} for bot {bot.slug!r} failed its check: {probe.error}"
+            ) from probe.error
         backend = get_backend(bot)
-        try:
-            backend.check_model()
-        except ModelNotFound as exc:
-            raise StartupError(str(exc), EXIT_MODEL_MISSING) from exc
-        except LLMError as exc:
-            raise StartupError(f"LLM backend {bot.backend} for bot {bot.slug!r} failed its check: {exc}") from exc
         ctx = BotContext(
             bot_id=bot.pk, slug=bot.slug, model=bot.model_name, backend=backend, system_prompt=bot.system_prompt
         )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +20,7 @@ from bots.llm import (
     OllamaBackend,
     OpenAIBackend,
     get_backend,
+    probe_llm,
 )
 from bots.models import Backend, Bot
 from tests.fakes.ollama import FakeOllama
@@ -108,24 +111,40 @@ def test_ollama_an_unknown_model_at_chat_time_is_model_not_found(fake):
         asyncio.run(ollama(fake.url, model="mistral").chat(MESSAGES, request_id="r"))
 
 
-def test_ollama_check_model_accepts_a_name_without_tag_as_latest(fake):
-    ollama(fake.url, model="llama3.2").check_model()
-    ollama(fake.url, model="llama3.2:latest").check_model()
+def test_ollama_probe_accepts_a_name_without_tag_as_latest(fake):
+    for model in ("llama3.2", "llama3.2:latest"):
+        result = ollama(fake.url, model=model).probe()
+        assert result.ok and result.error is None, result.detail
+        assert result.facts == {"models": ["llama3.2:latest"], "model_found": True}
 
 
-def test_ollama_check_model_names_the_missing_model_and_how_to_pull_it(fake):
-    with pytest.raises(ModelNotFound) as info:
-        ollama(fake.url, model="llama3.2:1b").check_model()
+def test_ollama_probe_names_the_missing_model_and_how_to_pull_it(fake):
+    result = ollama(fake.url, model="llama3.2:1b").probe()
 
-    assert str(info.value) == (
-        f"model 'llama3.2:1b' is not available on the Ollama server at {fake.url}: "
-        "pull it with 'ollama pull llama3.2:1b'"
+    assert not result.ok and isinstance(result.error, ModelNotFound)
+    assert result.facts == {"models": ["llama3.2:latest"], "model_found": False}
+    assert (
+        result.detail
+        == str(result.error)
+        == (
+            f"model 'llama3.2:1b' is not available on the Ollama server at {fake.url}: "
+            "pull it with 'ollama pull llama3.2:1b'"
+        )
     )
 
 
-def test_ollama_check_model_on_a_dead_server_is_unavailable():
-    with pytest.raises(LLMUnavailable):
-        ollama(f"http://127.0.0.1:{free_port()}", retries=0).check_model()
+def test_ollama_probe_of_a_dead_server_is_unavailable():
+    result = ollama(f"http://127.0.0.1:{free_port()}", retries=0).probe()
+
+    assert not result.ok and isinstance(result.error, LLMUnavailable)
+    assert "not reachable: ConnectError" in result.detail
+
+
+def test_a_model_list_that_is_not_there_is_a_server_error_not_a_missing_model(fake):
+    result = ollama(f"{fake.url}/no-such-prefix", retries=0).probe()
+
+    assert not result.ok and type(result.error) is LLMError
+    assert "answered 404" in result.detail
 
 
 def test_openai_answers_with_content_and_usage(fake):
@@ -152,10 +171,13 @@ def test_openai_retries_503_and_reports_unknown_models(fake):
         asyncio.run(openai(fake.url, model="mistral").chat(MESSAGES, request_id="r"))
 
 
-def test_openai_check_model_lists_models(fake):
-    openai(fake.url).check_model()
-    with pytest.raises(ModelNotFound, match="'mistral'"):
-        openai(fake.url, model="mistral").check_model()
+def test_openai_probe_lists_models(fake):
+    assert openai(fake.url).probe().ok
+    fake.models = ["llama3.2:latest", "mistral:7b"]
+    assert openai(fake.url, model="mistral:7b").probe().facts["models"] == ["llama3.2:latest", "mistral:7b"]
+    result = openai(fake.url, model="mistral").probe()
+    assert not result.ok and isinstance(result.error, ModelNotFound) and "'mistral'" in result.detail
+    assert fake.requests[-1].path == "/v1/models"
 
 
 def test_echo_is_deterministic_and_counts_words():
@@ -164,7 +186,7 @@ def test_echo_is_deterministic_and_counts_words():
 
     assert first == asyncio.run(backend.chat(MESSAGES, request_id="b"))
     assert first == LLMReply("echo: hello world", prompt_tokens=4, completion_tokens=3)
-    backend.check_model()
+    assert backend.probe().ok
 
 
 def test_get_backend_builds_each_kind_from_settings(settings):
@@ -178,6 +200,32 @@ def test_get_backend_builds_each_kind_from_settings(settings):
     assert (native.name, native.base_url, native.model, native.retries) == ("ollama", "http://o:1", "m1", 4)
     assert (compatible.name, compatible.base_url, compatible.model) == ("openai", "http://a:2/v1", "m2")
     assert (echo.name, echo.model) == ("echo", "m3")
+
+
+def test_probe_llm_takes_a_bot_or_a_backend_url_and_model(fake, settings):
+    settings.OLLAMA_URL, settings.OPENAI_URL, settings.OPENAI_API_KEY = fake.url, f"{fake.url}/v1", "sk-probe"
+
+    assert probe_llm(Bot(backend=Backend.OLLAMA, model_name="llama3.2")).ok
+    missing = probe_llm(Bot(backend=Backend.OPENAI, model_name="mistral"))
+    assert isinstance(missing.error, ModelNotFound) and missing.facts["models"] == ["llama3.2:latest"]
+    assert fake.requests[-1].headers["authorization"] == "Bearer sk-probe"
+    # No model: only that the server answers its list.
+    assert probe_llm((Backend.OPENAI, f"{fake.url}/v1", "")).ok
+    assert probe_llm((Backend.ECHO, "", "anything")).ok
+    assert [r.path for r in fake.requests] == ["/api/tags", "/v1/models", "/v1/models"]
+
+
+def test_probe_llm_gives_up_on_a_server_that_never_answers_after_its_timeout():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # the kernel accepts the connection; nobody ever answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        result = probe_llm((Backend.OLLAMA, url, "llama3.2"), timeout=0.3, retries=0)
+        elapsed = time.monotonic() - started
+
+    assert not result.ok and isinstance(result.error, LLMTimeout)
+    assert 0.3 <= elapsed < 2.0 and result.latency_s >= 0.3
 
 
 async def pieces(backend, **kwargs) -> list:

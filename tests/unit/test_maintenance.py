@@ -7,7 +7,7 @@ from django.core.management import get_commands, load_command_class
 from deia.celery import app
 from ops import tasks
 from ops.admin import render_details
-from ops.diagnose import CHECKS, Check, Level, _graded, overall, summary
+from ops.diagnose import CHECKS, Check, Level, graded, overall, summary
 from ops.maintenance import JOBS
 from ops.maintenance.backup import BACKUP_NAME
 from ops.maintenance.recording import MAINTENANCE_LAST_SUCCESS, MAINTENANCE_RUNS
@@ -75,11 +75,11 @@ def test_the_retention_defaults_are_documented():
 
 
 def test_levels_are_graded_against_both_thresholds():
-    assert _graded("disk", 50, 20, 5, "", "", below=True).level == Level.OK
-    assert _graded("disk", 19, 20, 5, "", "", below=True).level == Level.WARN
-    assert _graded("disk", 4, 20, 5, "", "", below=True).level == Level.CRIT
-    assert _graded("conn", 81, 80, 95, "", "", below=False).level == Level.WARN
-    assert _graded("conn", 96, 80, 95, "", "", below=False).level == Level.CRIT
+    assert graded("disk", 50, 20, 5, "", "", below=True).level == Level.OK
+    assert graded("disk", 19, 20, 5, "", "", below=True).level == Level.WARN
+    assert graded("disk", 4, 20, 5, "", "", below=True).level == Level.CRIT
+    assert graded("conn", 81, 80, 95, "", "", below=False).level == Level.WARN
+    assert graded("conn", 96, 80, 95, "", "", below=False).level == Level.CRIT
 
 
 def test_the_overall_level_is_the_worst_and_the_line_carries_the_next_step():

@@ -194,3 +194,32 @@ def test_the_llm_check_finds_each_ollama_bots_model_or_says_which_is_missing(set
     assert result.level == Level.WARN and "b: mistral:7b" in result.value and "ollama pull" in result.next_step
     settings.OLLAMA_URL = f"http://127.0.0.1:{free_port()}"
     assert check_llm().level == Level.CRIT
+
+
+def test_the_llm_check_finds_an_openai_bots_missing_model_in_the_servers_list(settings, fake_ollama):
+    settings.OPENAI_URL = f"{fake_ollama.url}/v1"
+    Bot.objects.create(name="A", slug="a", backend=Backend.OPENAI, model_name="llama3.2")
+    assert check_llm().level == Level.OK
+    Bot.objects.create(name="B", slug="b", backend=Backend.OPENAI, model_name="qwen2:7b")
+
+    result = check_llm()
+
+    assert result.level == Level.WARN and "b: qwen2:7b" in result.value and "a: " not in result.value
+    assert "OpenAI-compatible server" in result.next_step
+    assert [r.path for r in fake_ollama.requests] == ["/v1/models"] * 3
+    fake_ollama.models = ["llama3.2", "qwen2:7b"]
+    assert check_llm().level == Level.OK
+    settings.OPENAI_URL = f"http://127.0.0.1:{free_port()}/v1"
+    down = check_llm()
+    assert down.level == Level.CRIT and "OpenAI-compatible server" in down.value and "$OPENAI_URL" in down.next_step
+
+
+def test_diagnose_reports_an_openai_bot_whose_model_the_server_does_not_list(child_env, web_health, fake_ollama):
+    Bot.objects.create(name="Compat", slug="compat", backend=Backend.OPENAI, model_name="mistral:7b")
+    env = {**child_env, "OPENAI_URL": f"{fake_ollama.url}/v1", "DIAGNOSE_WEB_URL": web_health, "DIAGNOSE_TIMEOUT": "3"}
+
+    code, report = diagnose(env)
+
+    llm = next(c for c in report["checks"] if c["name"] == "llm")
+    assert llm["level"] == "WARN" and "compat: mistral:7b" in llm["value"], llm
+    assert code == 2  # no backup recorded here: that one is critical
