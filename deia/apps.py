@@ -17,8 +17,9 @@ class DeiaConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
-        import deia.celery  # noqa: F401  (tasks sent from Django use its broker)
+        import deia.celery  # tasks sent from Django use its broker
 
+        deia.celery.connect_signals()
         self.connect()
 
     def connect(self) -> None:

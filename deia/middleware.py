@@ -24,6 +24,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 from deia.inline_middleware import Inline
 from deia.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
+from deia.middleware_base import BothChains
 
 log = logging.getLogger("deia.request")
 
@@ -38,20 +39,7 @@ def _user_name(request) -> str | None:
     return user.get_username() if user.is_authenticated else None
 
 
-class _Both:
-    """A middleware usable in a sync (WSGI) and an async (ASGI) chain."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-
-class RequestLogMiddleware(_Both):
+class RequestLogMiddleware(BothChains):
     """One log line per request, and an X-Request-ID on every response.
 
     The line holds method, path (never the query string, which may carry a token),
@@ -195,17 +183,9 @@ def _as_json(response: HttpResponseBase) -> JsonResponse:
     return replacement
 
 
-class ApiJsonErrorsMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
+class ApiJsonErrorsMiddleware(BothChains):
     def __call__(self, request: HttpRequest):
-        if iscoroutinefunction(self):
+        if self.is_async:
             return self.__acall__(request)
         response = self.get_response(request)
         return _as_json(response) if _needs_json(request, response) else response
