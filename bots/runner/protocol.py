@@ -15,6 +15,9 @@ from typing import Any
 
 SECRET_HEADER = "X-Bot-Secret"  # noqa: S105 - a header's name
 SSE_CONTENT_TYPE = "text/event-stream"
+# A chat message is text, not a document: the API refuses a longer message (its UTF-8
+# bytes), and a runner refuses a /chat body longer than this before reading it further.
+MAX_MESSAGE_BYTES = 32 * 1024
 
 
 def sse_event(event: str, data: dict[str, Any]) -> bytes:
