@@ -14,9 +14,10 @@ from __future__ import annotations
 import ipaddress
 import secrets
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
+
+from deia.middleware_base import SyncAndAsyncMiddleware
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -74,22 +75,12 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return None if address is None else str(address)
 
 
-class ForwardedHeadersMiddleware:
+class ForwardedHeadersMiddleware(SyncAndAsyncMiddleware):
     """Drops X-Forwarded-Proto and X-Forwarded-Host unless the peer is a trusted proxy.
 
     Placed first, so that SecurityMiddleware's HTTPS redirect, CSRF's origin checks and
     get_host() never see a header a client wrote itself.
     """
-
-    # Nothing here waits: the same call works in a sync and an async chain (for an async
-    # one, get_response returns the coroutine Django awaits).
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest):
         if not peer_is_trusted(request):
