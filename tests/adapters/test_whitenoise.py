@@ -47,6 +47,7 @@ def test_in_an_async_chain_anything_else_goes_below(found_by_finders):
     assert response.content == b"below"
 
 
+@pytest.mark.django_db  # closing the response sends request_finished (database connections are tidied)
 def test_in_a_sync_chain_whitenoise_serves_the_file_itself(found_by_finders):
     middleware = StaticFilesMiddleware(lambda request: HttpResponse("below"))
 
