@@ -91,6 +91,7 @@ def test_a_lazy_object_is_unloaded_until_first_used():
 
 # --- database pool ------------------------------------------------------------------
 def test_the_postgresql_backend_exposes_psycopgs_pool_with_its_statistics():
+    assert_installed_as_pinned("psycopg-pool")
     pool = connection_pool("default")
 
     assert pool is connections["default"].pool
