@@ -11,6 +11,7 @@ from django.utils.timesince import timesince
 
 from bots import access, lifecycle
 from bots.models import Bot, ChatMessage, Status
+from deia.adapters.django import DeferredDeletionMessages
 from deia.admin import ReadOnlyAdmin
 from deia.admin_audit import AuditedAdminMixin
 from deia.audit import client_ip
@@ -125,8 +126,9 @@ OPERATE_ACTIONS = {"start_bots": "start", "stop_bots": "stop", "restart_bots": "
 
 
 @admin.register(Bot)
-class BotAdmin(AuditedAdminMixin, TeamScopedAdmin):
-    # A deletion is audited by the lifecycle, which stops the process first.
+class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
+    # A deletion is audited by the lifecycle, which stops the process first; it may only
+    # be requested while the process stops (Django's "deleted successfully" would be wrong).
     audit_admin_deletions = False
     list_display = (
         "name",
@@ -205,10 +207,10 @@ class BotAdmin(AuditedAdminMixin, TeamScopedAdmin):
     def delete_model(self, request, obj: Bot) -> None:
         # The lifecycle stops a bot's process before its row goes, and audits the deletion.
         deleted = lifecycle.request_delete(obj, user=request.user, ip=client_ip(request))
-        report = getattr(request, "_bot_deletions", {"now": [], "later": []})
-        report["now" if deleted else "later"].append(obj.name)
-        request._bot_deletions = report
-        if not deleted:
+        if deleted:
+            self.deletion_done(request, obj.name)
+        else:
+            self.deletion_pending(request, obj.name)
             self.message_user(
                 request,
                 f"{obj.name}: its process is being stopped; the bot will be deleted once the process has exited.",
@@ -224,21 +226,6 @@ class BotAdmin(AuditedAdminMixin, TeamScopedAdmin):
     def delete_queryset(self, request, queryset) -> None:
         for bot in queryset:
             self.delete_model(request, bot)
-
-    def message_user(self, request, message, level=messages.INFO, *args, **kwargs) -> None:
-        """Django follows a deletion with a success message; it is wrong for a bot still being stopped.
-
-        Its "was deleted successfully" / "Successfully deleted N" is the next success message
-        after delete_model / delete_queryset: when some bot was not deleted yet, it is replaced
-        by one naming the bots that really are gone (or dropped: the warnings say the rest).
-        """
-        report = getattr(request, "_bot_deletions", None)
-        if level == messages.SUCCESS and report and report["later"]:
-            request._bot_deletions = None
-            if report["now"]:
-                super().message_user(request, f"Deleted: {', '.join(report['now'])}.", messages.SUCCESS)
-            return
-        super().message_user(request, message, level, *args, **kwargs)
 
     @admin.display(description="Status", ordering="status")
     def status_badge(self, bot: Bot):

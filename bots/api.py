@@ -82,7 +82,12 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
     def _who(self) -> dict:
         return {"user": self.request.user, "ip": client_ip(self.request)}
 
-    def _changed(self, bot: Bot) -> Response:
+    def _requested(self, request_fn) -> Response:
+        """Ask the lifecycle for a change of this bot; 202 with the bot, 409 when refused."""
+        try:
+            bot = request_fn(self.get_object(), **self._who())
+        except lifecycle.StartRefused as exc:
+            raise Conflict(str(exc), code="start_refused") from exc
         return Response(BotSerializer(bot).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -96,17 +101,13 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
         """Ask for the bot to run; a worker starts it. 409 when MAX_BOTS or a freeze refuses."""
-        try:
-            bot = lifecycle.request_start(self.get_object(), **self._who())
-        except lifecycle.StartRefused as exc:
-            raise Conflict(str(exc), code="start_refused") from exc
-        return self._changed(bot)
+        return self._requested(lifecycle.request_start)
 
     @extend_schema(request=None, responses={202: BotSerializer, **ON_A_BOT})
     @action(detail=True, methods=["post"])
     def stop(self, request: Request, pk: str | None = None) -> Response:
         """Ask for the bot to stop; its host's worker stops the process."""
-        return self._changed(lifecycle.request_stop(self.get_object(), **self._who()))
+        return self._requested(lifecycle.request_stop)
 
     @extend_schema(
         request=None,
@@ -119,11 +120,7 @@ class BotViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def restart(self, request: Request, pk: str | None = None) -> Response:
         """Restart the bot's process (or start it if it is not running)."""
-        try:
-            bot = lifecycle.request_restart(self.get_object(), **self._who())
-        except lifecycle.StartRefused as exc:
-            raise Conflict(str(exc), code="start_refused") from exc
-        return self._changed(bot)
+        return self._requested(lifecycle.request_restart)
 
 
 def get_visible_bot(view, request: Request, pk: int) -> Bot:

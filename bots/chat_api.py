@@ -18,7 +18,6 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from adrf.views import APIView
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
@@ -30,7 +29,6 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.views import APIView as DRFAPIView
 
 from bots import access
 from bots.api import ERRORS, ON_A_BOT, Conflict, exception_handler, get_visible_bot
@@ -45,6 +43,7 @@ from bots.serializers import (
     ErrorSerializer,
     SendMessageSerializer,
 )
+from deia.adapters.adrf import ChecksInHandlerAPIView
 from deia.logs import new_request_id
 
 RETRY_AFTER_USER_LIMIT = "1"
@@ -115,7 +114,7 @@ class JSONWhateverAccepted(DefaultContentNegotiation):
 
 
 @extend_schema(tags=["bots"])
-class BotMessagesView(APIView):
+class BotMessagesView(ChecksInHandlerAPIView):
     """A bot's messages, newest first (GET), and sending it one (POST)."""
 
     action = "messages"  # bots.chat_bot, granted by action as on BotViewSet
@@ -126,9 +125,6 @@ class BotMessagesView(APIView):
     def get_exception_handler(self):
         return exception_handler
 
-    def initial(self, request: Request, *args, **kwargs) -> None:
-        """adrf runs this in a thread before the handler; the checks run in `_admitted`."""
-
     async def _admitted(self, step, request: Request, pk: int):
         """DRF's checks (authentication, permissions, throttles) and `step`, in one hop to a
         thread, at most ADMISSION at once in this worker: a burst of chats waits here, on
@@ -136,7 +132,7 @@ class BotMessagesView(APIView):
         async with _admission():
 
             def checked():
-                DRFAPIView.initial(self, request, pk=pk)
+                self.run_checks(request, pk=pk)
                 return step(request, pk)
 
             return await sync_to_async(checked)()

@@ -9,8 +9,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from bots.models import Bot, ChatMessage
-
-MAX_MESSAGE_BYTES = 32 * 1024
+from bots.runner.protocol import MAX_MESSAGE_BYTES
 
 
 class BotSerializer(serializers.ModelSerializer):

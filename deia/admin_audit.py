@@ -24,6 +24,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
 
+from deia.adapters.django import mix_into_every_model_admin
 from deia.audit import audit
 from deia.audit_actions import admin_subject
 from deia.redact import MASK, is_secret_name, redact
@@ -145,12 +146,8 @@ class AuditedAdminMixin:
 
 
 def audit_every_model_admin(site: admin.AdminSite = admin.site) -> None:
-    """Give every registered ModelAdmin (ours and third-party apps') the audit mixin."""
-    # The registry is the only list of what the admin can change; it is complete here
-    # because the admin app's ready() (autodiscover) runs before ours.
-    for model, model_admin in list(site._registry.items()):
-        cls = type(model_admin)
-        if issubclass(cls, AuditedAdminMixin):
-            continue
-        site.unregister(model)
-        site.register(model, type(f"Audited{cls.__name__}", (AuditedAdminMixin, cls), {}))
+    """Give every registered ModelAdmin (ours and third-party apps') the audit mixin.
+
+    Called from deia's ready(): the admin app's (autodiscover) has run by then, so every
+    registration is there."""
+    mix_into_every_model_admin(AuditedAdminMixin, "Audited", site)

@@ -1,8 +1,9 @@
 """Poison messages: a message on a Celery queue that cannot be read is logged, counted
 (deia_task_rejected_total{queue}) and dropped, and the worker keeps consuming.
 
-A bad message can fail in two layers, and each is handled here through its own public
-extension point (settings: CELERY_BROKER_TRANSPORT, CELERY_WORKER_CONSUMER):
+A bad message can fail in two layers; each is caught by the adapter of its library
+(deia/adapters/kombu.py, deia/adapters/celery.py), wired in through settings
+(CELERY_BROKER_TRANSPORT, CELERY_WORKER_CONSUMER), and counted here:
 
 - kombu's Redis transport parses every popped message's envelope as JSON inside the
   worker's event loop. Bytes that are not UTF-8 or not JSON, or an envelope missing its
@@ -17,14 +18,9 @@ extension point (settings: CELERY_BROKER_TRANSPORT, CELERY_WORKER_CONSUMER):
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from queue import Empty
 
-from celery.worker.consumer import Consumer as CeleryConsumer
-from kombu.transport import redis as kombu_redis
-from redis.exceptions import RedisError
-
+from deia.adapters import celery, kombu
 from deia.metrics import StoredMetric, declare
 from deia.redact import redact
 
@@ -53,58 +49,14 @@ def count_rejected(queue: str, why: str, sample: object) -> None:
         log.exception("could not count the dropped message", extra={"queue": queue})
 
 
-class RedisChannel(kombu_redis.Channel):
-    def _brpop_read(self, **options):
-        try:
-            return super()._brpop_read(**options)
-        except Empty:
-            raise
-        except Exception as exc:
-            # kombu counts KeyError among connection errors, but an envelope missing its
-            # fields raises it too: only a real connection problem goes up to the consumer.
-            if isinstance(exc, RedisError | OSError) or (
-                isinstance(exc, self.connection.connection_errors) and not isinstance(exc, KeyError)
-            ):
-                raise
-            count_rejected(self._popped_queue(), type(exc).__name__, exc)
-            return True
-
-    def _popped_queue(self) -> str:
-        # _brpop_read moves the queue it popped from to the end of the cycle before parsing.
-        items = getattr(self._queue_cycle, "items", None)
-        return items[-1] if items else "unknown"
+class RedisChannel(kombu.RedisChannel):
+    def unreadable(self, queue: str, exc: Exception) -> None:
+        count_rejected(queue, type(exc).__name__, exc)
 
 
-class RedisTransport(kombu_redis.Transport):
-    Channel = RedisChannel
+RedisTransport = kombu.transport(RedisChannel)
 
 
-def _queue_of(message) -> str:
-    channel = getattr(message, "channel", None)
-    if isinstance(channel, RedisChannel):
-        return channel._popped_queue()
-    info = getattr(message, "delivery_info", None) or {}
-    return str(info.get("routing_key") or "unknown")
-
-
-class Consumer(CeleryConsumer):
-    def _drop(self, handler, message, why: str, *args) -> None:
-        try:
-            handler(*args)
-        except Exception:
-            log.exception("Celery's handler failed on a bad message; dropping it all the same")
-            with contextlib.suppress(Exception):
-                message.reject()
-        count_rejected(_queue_of(message), why, getattr(message, "body", None))
-
-    def on_decode_error(self, message, exc):
-        self._drop(super().on_decode_error, message, "undecodable body", message, exc)
-
-    def on_unknown_message(self, body, message):
-        self._drop(super().on_unknown_message, message, "not a task message", body, message)
-
-    def on_unknown_task(self, body, message, exc):
-        self._drop(super().on_unknown_task, message, "unknown task", body, message, exc)
-
-    def on_invalid_task(self, body, message, exc):
-        self._drop(super().on_invalid_task, message, "invalid task message", body, message, exc)
+class Consumer(celery.Consumer):
+    def dropped(self, message, why: str) -> None:
+        count_rejected(kombu.queue_of(message), why, getattr(message, "body", None))

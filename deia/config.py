@@ -57,29 +57,23 @@ class Env:
         raise ConfigError(name, f"expected true or false, got {value!r}")
 
     def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        return self._number(name, default, int, "a whole number", minimum, maximum)
+
+    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        return self._number(name, default, float, "a number", minimum, None)
+
+    def _number(self, name, default, parse, kind: str, minimum, maximum):
         value = self.raw(name)
         if value is None:
             return default
         try:
-            number = int(value)
+            number = parse(value)
         except ValueError:
-            raise ConfigError(name, f"expected a whole number, got {value!r}") from None
+            raise ConfigError(name, f"expected {kind}, got {value!r}") from None
         if minimum is not None and number < minimum:
             raise ConfigError(name, f"must be at least {minimum}, got {number}")
         if maximum is not None and number > maximum:
             raise ConfigError(name, f"must be at most {maximum}, got {number}")
-        return number
-
-    def float(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(name, f"expected a number, got {value!r}") from None
-        if number < minimum:
-            raise ConfigError(name, f"must be at least {minimum}, got {number}")
         return number
 
     def list(self, name: str, default: list[str]) -> list[str]:

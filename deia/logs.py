@@ -42,12 +42,6 @@ def reset_request_id(token: contextvars.Token) -> None:
     _request_id.reset(token)
 
 
-def outgoing_headers() -> dict[str, str]:
-    """Headers that carry the current request id to another process ({} outside a request)."""
-    request_id = get_request_id()
-    return {} if request_id == "-" else {REQUEST_ID_HEADER: request_id}
-
-
 class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):

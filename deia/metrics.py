@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import F
 from prometheus_client import (
     Gauge,
@@ -23,6 +23,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from deia.adapters.django import connection_pool
 from deia.models import MetricValue
 
 # The x_created series double every counter's and histogram's output and no dashboard reads them.
@@ -151,7 +152,7 @@ POOL_MAX.set(settings.DB_POOL_MAX)
 
 def update_pool_gauges(**_signal_kwargs) -> None:
     """Read psycopg's pool statistics for this process's default database."""
-    pool = getattr(connections["default"], "pool", None)
+    pool = connection_pool("default")
     if pool is None:
         return
     stats = pool.get_stats()

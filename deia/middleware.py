@@ -2,7 +2,8 @@
 pinning a request to a thread, so a chat waiting on its bot holds nothing.
 
 - RequestLogMiddleware: the request id and one JSON line per request.
-- StaticFilesMiddleware, GZipMiddleware: WhiteNoise and Django's gzip, made async-capable.
+- StaticFilesMiddleware, GZipMiddleware: WhiteNoise (deia/adapters/whitenoise.py) and
+  Django's gzip, made async-capable.
 - ApiJsonErrorsMiddleware: every error under /api/ is JSON {"error": ..., "detail": ...},
   whoever answered it. DRF shapes the errors of its own views; this catches the rest: the
   URL resolver's 404 for a path no route matches (/api/bots/1.5, /api/nope), a 405 from a
@@ -16,15 +17,13 @@ import logging
 import time
 from http import HTTPStatus
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.middleware.gzip import GZipMiddleware as DjangoGZipMiddleware
-from django.utils.functional import empty
-from whitenoise.middleware import WhiteNoiseMiddleware
 
-from deia.inline_middleware import Inline
+from deia.adapters.django import Inline, is_loaded
+from deia.adapters.whitenoise import StaticFilesMiddleware as StaticFilesMiddleware  # settings name it here
 from deia.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
-from deia.middleware_base import BothChains
+from deia.middleware_base import SyncAndAsyncMiddleware
 
 log = logging.getLogger("deia.request")
 
@@ -34,12 +33,12 @@ SSE_CONTENT_TYPE = "text/event-stream"
 def _user_name(request) -> str | None:
     user = getattr(request, "user", None)
     # A lazy user nobody looked at stays unloaded: logging must not cost a session query.
-    if user is None or getattr(user, "_wrapped", None) is empty:
+    if user is None or not is_loaded(user):
         return None
     return user.get_username() if user.is_authenticated else None
 
 
-class RequestLogMiddleware(BothChains):
+class RequestLogMiddleware(SyncAndAsyncMiddleware):
     """One log line per request, and an X-Request-ID on every response.
 
     The line holds method, path (never the query string, which may carry a token),
@@ -89,42 +88,6 @@ class RequestLogMiddleware(BothChains):
                 "user": _user_name(request),
             },
         )
-        return response
-
-
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    """WhiteNoise in an async chain: its own class is sync-only, which would make Django
-    run every request below it in a thread held for the whole request (chats included).
-
-    Static files (the admin's, with DEBUG off) are small; in an async chain they are served
-    as one plain response. In production nginx serves /static/ itself.
-    """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response=None) -> None:
-        super().__init__(get_response)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
-        if not self.is_async:
-            return self.serve(static_file, request) if static_file is not None else self.get_response(request)
-        if static_file is None:
-            return self.get_response(request)  # a coroutine: Django awaits it
-        return self._aserve(static_file, request)
-
-    async def _aserve(self, static_file, request) -> HttpResponse:
-        streamed = self.serve(static_file, request)
-        try:
-            response = HttpResponse(b"".join(streamed.streaming_content), status=streamed.status_code)
-        finally:
-            streamed.close()
-        for key, value in streamed.items():
-            response[key] = value
         return response
 
 
@@ -183,7 +146,7 @@ def _as_json(response: HttpResponseBase) -> JsonResponse:
     return replacement
 
 
-class ApiJsonErrorsMiddleware(BothChains):
+class ApiJsonErrorsMiddleware(SyncAndAsyncMiddleware):
     def __call__(self, request: HttpRequest):
         if self.is_async:
             return self.__acall__(request)

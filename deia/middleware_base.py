@@ -1,14 +1,15 @@
-"""The base of our own middleware: one class usable in a sync (WSGI) and an async (ASGI)
-chain, with no import beyond asgiref, so a bot runner can load what derives from it."""
+"""The base of our own middleware: one class usable in a sync (WSGI) and an async (ASGI) chain.
+
+Nothing in such a middleware waits on its own: for an async chain, get_response returns
+the coroutine Django awaits, and `is_async` says which chain this instance is in.
+"""
 
 from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 
-class BothChains:
-    """A middleware usable in a sync (WSGI) and an async (ASGI) chain."""
-
+class SyncAndAsyncMiddleware:
     sync_capable = True
     async_capable = True
 

@@ -17,7 +17,7 @@ import secrets
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 
-from deia.middleware_base import BothChains
+from deia.middleware_base import SyncAndAsyncMiddleware
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -75,15 +75,12 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return None if address is None else str(address)
 
 
-class ForwardedHeadersMiddleware(BothChains):
+class ForwardedHeadersMiddleware(SyncAndAsyncMiddleware):
     """Drops X-Forwarded-Proto and X-Forwarded-Host unless the peer is a trusted proxy.
 
     Placed first, so that SecurityMiddleware's HTTPS redirect, CSRF's origin checks and
     get_host() never see a header a client wrote itself.
     """
-
-    # Nothing here waits: the same call works in a sync and an async chain (for an async
-    # one, get_response returns the coroutine Django awaits).
 
     def __call__(self, request: HttpRequest):
         if not peer_is_trusted(request):

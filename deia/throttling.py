@@ -16,6 +16,11 @@ from rest_framework import throttling
 from deia.proxies import client_ip
 
 
+def signed_in(request) -> bool:
+    user = getattr(request, "user", None)
+    return user is not None and user.is_authenticated
+
+
 class WindowRateThrottle(throttling.SimpleRateThrottle):
     rate_setting = ""
 
@@ -57,10 +62,7 @@ class UserRateThrottle(WindowRateThrottle):
     rate_setting = "API_THROTTLE_USER"
 
     def get_cache_key(self, request, view) -> str | None:
-        user = getattr(request, "user", None)
-        if user is None or not user.is_authenticated:
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": user.pk}
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk} if signed_in(request) else None
 
 
 class AnonRateThrottle(WindowRateThrottle):
@@ -70,10 +72,7 @@ class AnonRateThrottle(WindowRateThrottle):
     rate_setting = "API_THROTTLE_ANON"
 
     def get_cache_key(self, request, view) -> str | None:
-        user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
-            return None
-        return self.address_key(request)
+        return None if signed_in(request) else self.address_key(request)
 
     def address_key(self, request) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

@@ -17,5 +17,4 @@ urlpatterns = [
     path("api/prometheus/targets", sd.targets, name="prometheus-targets"),
     path("admin/", admin.site.urls),
     path("", include("bots.urls")),
-    path("", include("ops.urls")),
 ]

@@ -31,7 +31,7 @@ os.environ["DEIA_WEB_MASTER_PID"] = str(os.getpid())
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", 0)) or multiprocessing.cpu_count() * 2 + 1
-worker_class = "deia.gunicorn_worker.Worker"
+worker_class = "deia.adapters.gunicorn.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 graceful_timeout = 30
 keepalive = 5
@@ -39,7 +39,7 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 0))
 max_requests_jitter = max_requests // 10
 # X-Forwarded-Proto is believed only from TRUSTED_PROXIES, the same list Django's
 # settings use (deia/proxies.py); none by default. (The uvicorn workers leave forwarded
-# headers to Django: deia.gunicorn_worker turns uvicorn's own proxy handling off.)
+# headers to Django: deia.adapters.gunicorn.Worker turns uvicorn's own proxy handling off.)
 try:
     _trusted_proxies = Env().cidrs("TRUSTED_PROXIES", [])
 except ConfigError as _err:
@@ -59,7 +59,7 @@ control_socket_disable = True
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 # Its own lines carry the syslog priority too when LOG_SYSLOG_PREFIX is on (the units).
-logger_class = "deia.gunicorn_log.Logger"
+logger_class = "deia.adapters.gunicorn.Logger"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 

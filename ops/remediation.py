@@ -137,20 +137,6 @@ def show_query(pid: int) -> dict[str, Any]:
     }
 
 
-def long_queries(min_seconds: float | None = None) -> list[dict[str, Any]]:
-    _require_postgres()
-    limit = settings.SLOW_QUERY_SECONDS if min_seconds is None else min_seconds
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-            "AND now() - query_start > make_interval(secs => %s) ORDER BY query_start",
-            [limit],
-        )
-        pids = [row[0] for row in cursor.fetchall()]
-    return [show_query(pid) for pid in pids]
-
-
 def cancel_query(pid: int, *, min_seconds: float | None = None, user=None, actor=None, ip=None) -> dict[str, Any]:
     """pg_cancel_backend a query of this database that has run longer than the threshold."""
     limit = check_threshold(settings.SLOW_QUERY_SECONDS if min_seconds is None else min_seconds, "--min-seconds")

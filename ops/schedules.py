@@ -120,7 +120,3 @@ def install(*, reset: bool = False, actor: str = "setup") -> dict[str, int]:
                 details={"created": created, "updated": updated, "reset": reset},
             )
     return {"created": created, "updated": updated, "total": len(SCHEDULES)}
-
-
-def setup_hook() -> None:
-    install()

@@ -25,14 +25,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from bots.metrics import CHAT_REJECTED, CHATS_IN_FLIGHT, REJECT_BOT_BUSY
 from bots.runner.chat import BadRequest, BotContext, ChatResult, handle_chat, parse_chat
-from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
+from bots.runner.protocol import MAX_CHAT_BODY_BYTES, MAX_MESSAGE_BYTES, SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
 from deia.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 from deia.metrics import update_pool_gauges
 from deia.proxies import scrape_allowed
 
 log = logging.getLogger("deia.runner.request")
 
-MAX_BODY = 32 * 1024  # bytes of a /chat body; a chat message is text, not a document
 JSON = "application/json"
 RETRY_AFTER_BUSY = "1"  # seconds; a chat slot frees as soon as one answer ends
 
@@ -156,12 +155,15 @@ class RunnerApp:
         body = await _read_body(receive)
         if body is None:
             return await reply.json(
-                413, {"error": "payload_too_large", "detail": f"the body is limited to {MAX_BODY} bytes"}
+                413, {"error": "payload_too_large", "detail": f"the body is limited to {MAX_CHAT_BODY_BYTES} bytes"}
             )
         try:
             chat = parse_chat(body)
         except BadRequest as exc:
             return await reply.json(400, {"error": "bad_request", "detail": str(exc)})
+        if len(chat.message.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+            detail = f"the message is limited to {MAX_MESSAGE_BYTES} bytes"
+            return await reply.json(413, {"error": "payload_too_large", "detail": detail})
         stream = chat.stream or SSE_CONTENT_TYPE in _header(scope, b"accept")
 
         async def piece(text: str) -> None:
@@ -191,14 +193,14 @@ class RunnerApp:
 
 
 async def _read_body(receive: Receive) -> bytes | None:
-    """The request body, or None past MAX_BODY (read no further than one byte past it)."""
+    """The request body, or None past MAX_CHAT_BODY_BYTES (read no further than one byte past it)."""
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ConnectionAbortedError
         body += message.get("body", b"")
-        if len(body) > MAX_BODY:
+        if len(body) > MAX_CHAT_BODY_BYTES:
             return None
         if not message.get("more_body"):
             return bytes(body)

@@ -15,6 +15,12 @@ from typing import Any
 
 SECRET_HEADER = "X-Bot-Secret"  # noqa: S105 - a header's name
 SSE_CONTENT_TYPE = "text/event-stream"
+# A chat message is text, not a document: the API and the runner refuse a longer one (its
+# UTF-8 bytes, 413 from the runner).
+MAX_MESSAGE_BYTES = 32 * 1024
+# The JSON body that carries one: at worst six bytes per byte of message (a control
+# character is \u00XX), plus the envelope. A runner reads no further than this.
+MAX_CHAT_BODY_BYTES = 6 * MAX_MESSAGE_BYTES + 1024
 
 
 def sse_event(event: str, data: dict[str, Any]) -> bytes:

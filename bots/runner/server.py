@@ -29,6 +29,7 @@ from bots.metrics import init_runner_metrics
 from bots.models import Bot
 from bots.runner.app import RunnerApp
 from bots.runner.chat import BotContext, in_db
+from bots.runner.uvicorn_adapter import Server, ignore_reraised_signals
 
 log = logging.getLogger("deia.runner")
 
@@ -63,19 +64,6 @@ def _listen(host: str, port: int, slug: str) -> socket.socket:
         raise StartupError(f"cannot listen on {host}:{port} for bot {slug!r}: {exc.strerror or exc}") from exc
     sock.set_inheritable(True)
     return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, marking the app as draining (its /health says so) on SIGTERM."""
-
-    def __init__(self, config: uvicorn.Config, app: RunnerApp) -> None:
-        super().__init__(config)
-        self.runner_app = app
-
-    def handle_exit(self, sig: int, frame: object) -> None:
-        self.runner_app.draining = True
-        log.info("runner stopping", extra={"signal": signal.Signals(sig).name, "inflight": self.runner_app.inflight})
-        super().handle_exit(sig, frame)
 
 
 @dataclass
@@ -142,16 +130,18 @@ class Runner:
             timeout_graceful_shutdown=self.grace,
             timeout_keep_alive=30,
         )
-        server = _Server(config, self.app)
-        # uvicorn re-raises the signal that stopped it once it is done; with this no-op
-        # handler in place that re-raise is harmless and the process exits 0.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: None)
+        server = Server(config, on_exit_signal=self._stopping)
+        ignore_reraised_signals()  # the process exits 0 after a graceful stop
         asyncio.run(self._serve(server))
         log.info("runner stopped", extra={"bot": self.ctx.slug})
         return EXIT_OK
 
-    async def _serve(self, server: uvicorn.Server) -> None:
+    def _stopping(self, sig: int) -> None:
+        """On SIGTERM or SIGINT: the app is draining (its /health says so)."""
+        self.app.draining = True
+        log.info("runner stopping", extra={"signal": signal.Signals(sig).name, "inflight": self.app.inflight})
+
+    async def _serve(self, server: Server) -> None:
         beat = asyncio.ensure_future(self._heartbeat_loop(server))
         try:
             await server.serve(sockets=[self.sock])
@@ -162,12 +152,12 @@ class Runner:
             await self.ctx.backend.aclose()
 
     # --- heartbeat -----------------------------------------------------------------
-    async def _heartbeat_loop(self, server: uvicorn.Server) -> None:
+    async def _heartbeat_loop(self, server: Server) -> None:
         while True:
             if not await in_db(self.beat):
                 log.warning("bot row is gone; shutting down", extra={"bot": self.ctx.slug})
                 self.app.draining = True
-                server.should_exit = True  # the same graceful path as an operator stop
+                server.stop()  # the same graceful path as an operator stop
                 return
             await asyncio.sleep(self.heartbeat_interval)
 

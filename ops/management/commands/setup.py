@@ -16,7 +16,7 @@ from bots.models import Backend, Bot, DesiredState
 from deia.audit import audit
 from deia.audit_actions import Action
 from deia.config import public_files
-from ops.schedules import setup_hook as install_schedules
+from ops.schedules import install as install_schedules
 
 
 def ensure_folders() -> None:
@@ -90,8 +90,7 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
         created, generated = ensure_admin()
         demo = False if no_demo else ensure_demo_bot()
-        for hook in SETUP_HOOKS:
-            hook()
+        install_schedules()
         if generated:
             self.stdout.write(
                 f"admin user '{settings.DEIA_ADMIN_USER}' created with password: {generated}  (shown once)"
@@ -101,7 +100,3 @@ class Command(BaseCommand):
             f"{'created' if created else 'present'}, "
             f"demo bot {'created' if demo else 'present' if not no_demo else 'skipped'}"
         )
-
-
-# Other parts add idempotent steps here (schedules, for example).
-SETUP_HOOKS: list = [install_schedules]

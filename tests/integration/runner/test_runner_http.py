@@ -7,6 +7,7 @@ import uuid
 import httpx
 
 from bots.models import ChatMessage, Role
+from bots.runner.protocol import MAX_MESSAGE_BYTES
 
 
 def test_health_reports_the_bot_model_backend_pid_and_uptime(make_bot, runner):
@@ -98,6 +99,19 @@ def test_a_body_over_32_kib_is_refused_with_413_and_nothing_is_stored(make_bot, 
     assert response.status_code == 413
     assert response.json()["error"] == "payload_too_large"
     assert not ChatMessage.objects.filter(bot=bot).exists()
+
+
+def test_a_message_at_the_limit_is_answered_though_json_escaping_makes_its_body_longer(make_bot, runner):
+    bot = make_bot()
+    url = runner(bot)
+    message = '"' * MAX_MESSAGE_BYTES  # the API accepts it; its JSON body is twice as long
+
+    response = httpx.post(f"{url}/chat", headers=url.auth, json={"message": message}, timeout=10)
+    too_long = httpx.post(f"{url}/chat", headers=url.auth, json={"message": "x" * (7 * MAX_MESSAGE_BYTES)}, timeout=10)
+
+    assert response.status_code == 200, response.text
+    assert ChatMessage.objects.get(bot=bot, role=Role.USER).content == message
+    assert too_long.status_code == 413
 
 
 def test_malformed_json_an_empty_message_or_a_bad_conversation_is_a_400(make_bot, runner):

@@ -1,0 +1,110 @@
+"""The adapter for Django: what we rely on that Django does not document as public.
+
+- The middleware machinery (`Inline`): MiddlewareMixin calls `__acall__` in async mode
+  (`async_mode`), and the handler takes a coroutine `process_view` bound to its middleware.
+- A lazy object's state: `LazyObject._wrapped` is the sentinel `empty` until first use.
+- The database pool: the PostgreSQL backend's `pool` property (psycopg_pool's pool).
+- The admin: `log_addition`, `log_change` and `log_deletions` are called for every add,
+  edit and delete (bulk deletes included), and re-registering a model with a subclass of
+  its ModelAdmin keeps that admin's behaviour; after `delete_model` (the delete view) and
+  `delete_queryset` (the delete_selected action) the next success message is Django's
+  "deleted successfully".
+
+tests/adapters/test_django.py pins each of these against the installed Django.
+"""
+
+from __future__ import annotations
+
+import weakref
+from types import MethodType
+
+from django.apps import apps
+from django.contrib import admin, messages
+from django.db import connections
+from django.utils.functional import LazyObject, empty
+
+
+# --- middleware ---------------------------------------------------------------------
+class Inline:
+    """Mixed into a MiddlewareMixin whose hooks do no I/O: in an async chain they run on
+    the event loop instead of a thread hop each."""
+
+    def __init__(self, get_response) -> None:
+        super().__init__(get_response)
+        if self.async_mode:
+            for hook in ("process_view", "process_template_response"):
+                sync_hook = getattr(self, hook, None)
+                if sync_hook is not None:
+                    setattr(self, hook, _on_the_loop(self, sync_hook))
+
+    async def __acall__(self, request):
+        response = self.process_request(request) if hasattr(self, "process_request") else None
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = await self.finish(request, response)
+        return response
+
+    async def finish(self, request, response):
+        return self.process_response(request, response)
+
+
+def _on_the_loop(middleware, hook):
+    """The sync hook as a coroutine method of the same instance (Django names its class)."""
+
+    async def run(_self, *args, **kwargs):
+        return hook(*args, **kwargs)
+
+    return MethodType(run, middleware)
+
+
+# --- lazy objects -------------------------------------------------------------------
+def is_loaded(lazy: object) -> bool:
+    """False for a LazyObject (request.user, for one) nobody has looked at yet."""
+    return not isinstance(lazy, LazyObject) or lazy._wrapped is not empty
+
+
+# --- database -----------------------------------------------------------------------
+def connection_pool(alias: str = "default"):
+    """psycopg_pool's pool behind a database alias, or None (SQLite, no pool configured)."""
+    return getattr(connections[alias], "pool", None)
+
+
+# --- admin --------------------------------------------------------------------------
+def mix_into_every_model_admin(mixin: type, prefix: str, site: admin.AdminSite = admin.site) -> None:
+    """Re-register every registered ModelAdmin (ours and third-party apps') as a subclass
+    with `mixin` first (named `prefix` + its name), unless it already has it."""
+    for model in apps.get_models():
+        if not site.is_registered(model):
+            continue
+        cls = type(site.get_model_admin(model))
+        if issubclass(cls, mixin):
+            continue
+        site.unregister(model)
+        site.register(model, type(f"{prefix}{cls.__name__}", (mixin, cls), {}))
+
+
+_deletions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class DeferredDeletionMessages:
+    """For a ModelAdmin whose delete_model may only *request* a deletion that finishes
+    later: Django's "deleted successfully" that follows is replaced, while some object of
+    the request is not gone yet, by one naming those that are (or dropped when none is).
+
+    delete_model reports each object with `deletion_done` or `deletion_pending` (and says
+    itself what is pending)."""
+
+    def deletion_done(self, request, name: str) -> None:
+        _deletions.setdefault(request, {"now": [], "later": []})["now"].append(name)
+
+    def deletion_pending(self, request, name: str) -> None:
+        _deletions.setdefault(request, {"now": [], "later": []})["later"].append(name)
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs) -> None:
+        report = _deletions.get(request)
+        if level == messages.SUCCESS and report and report["later"]:
+            del _deletions[request]
+            if report["now"]:
+                super().message_user(request, f"Deleted: {', '.join(report['now'])}.", messages.SUCCESS)
+            return
+        super().message_user(request, message, level, *args, **kwargs)
