@@ -22,6 +22,8 @@ OURS = ("bots", "deia", "ops")
 ALLOWED = {
     "_meta": "Django documents Model._meta as a public API (docs: Model _meta API)",
     "_deia_request_token": "ours: deia.celery keeps the log context's token on Celery's task request",
+    "_value_": "the enum module documents setting _value_ in a member's __new__ (docs: enum HOWTO, __new__)",
+    "_base_manager": "Django documents Model._base_manager (docs: Managers, using managers for related object access)",
 }
 
 ATTRIBUTE = re.compile(r"(?P<owner>\w+|\))\.(?P<name>_[A-Za-z]\w*)")
