@@ -1,7 +1,12 @@
-"""Fixtures every suite shares: the real services, processes with finalizers, env for children."""
+"""Fixtures every suite shares: the real services, processes with finalizers, env for children.
+
+Tests under tests/unit need no service; every other test is marked services and fails
+(never skips) when PostgreSQL or Redis is missing.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,22 +16,35 @@ import redis
 from django.conf import settings
 
 from tests.support.procs import PYTHON, Proc, free_port, http_ok, wait_for
+from tests.support.services import ServiceMissing, check_services, needs_services
 
 # Each area's shared fixtures live in its own plugin module.
 pytest_plugins = ["tests.plugins.lifecycle", "tests.plugins.observability", "tests.plugins.maintenance"]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def real_services() -> None:
-    """The suite runs against PostgreSQL and Redis; a missing one fails the run, never skips."""
-    if not settings.DATABASE_IS_POSTGRES:
-        pytest.fail("DATABASE_URL must point at PostgreSQL for the test suite (make test sets it)", pytrace=False)
-    if not settings.REDIS_URL:
-        pytest.fail("REDIS_URL must be set for the test suite (make test sets it)", pytrace=False)
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test outside tests/unit needs the services: it carries the services marker."""
+    for item in items:
+        if needs_services(item.path):
+            item.add_marker(pytest.mark.services)
+
+
+@functools.cache
+def services_problem() -> str | None:
+    """Checked once per run: what is missing, in one line, or None."""
     try:
-        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {settings.REDIS_URL} is not answering: {exc}", pytrace=False)
+        check_services(settings.DATABASES["default"], settings.REDIS_URL)
+    except ServiceMissing as exc:
+        return str(exc)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked services fails, never skips, when one is missing (before its fixtures run)."""
+    if item.get_closest_marker("services") and (problem := services_problem()):
+        pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture
@@ -104,4 +122,7 @@ def fresh_api_throttles() -> None:
     """Every test starts with empty API throttle counters (they live in the shared Redis)."""
     from django.core.cache import cache
 
-    cache.delete_pattern("throttle_*")
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("throttle_*")
+    else:  # the unit tests' local-memory cache: private to this process
+        cache.clear()

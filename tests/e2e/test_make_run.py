@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.procs import ROOT, Proc, free_port, http_ok, pid_alive, port_is_open, wait_for
+from bots.lifecycle.process import pid_alive
+from tests.support.procs import ROOT, Proc, free_port, http_ok, port_is_open, wait_for
 
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SECRET_KEY_FILE")
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+# pid_alive is bots.lifecycle.process.pid_alive, not imported: bench/ imports this before django.setup().
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
@@ -45,21 +47,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
     raise AssertionError(
         f"timed out after {timeout:g} s waiting for {what or predicate}" + (f": {last_error!r}" if last_error else "")
     )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); it is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 class Proc:
@@ -102,6 +89,14 @@ class Proc:
     def output(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+
+def manage_shell(code: str, env_changes: dict[str, str | None]) -> subprocess.CompletedProcess:
+    """`manage.py shell -c code` in a child whose environment is ours with env_changes (None: unset)."""
+    env = {k: v for k, v in os.environ.items() if k not in env_changes}
+    env.update({k: v for k, v in env_changes.items() if v is not None})
+    args = [PYTHON, "manage.py", "shell", "-v", "0", "-c", code]
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 
 def http_ok(url: str, **kwargs: Any) -> bool:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from deia.config import ConfigError, Env
-from tests.support.procs import PYTHON, ROOT
+from tests.support.procs import PYTHON, ROOT, manage_shell
 
 
 def parse(method: str, name: str, value: str, *args, **kwargs):
@@ -120,24 +120,6 @@ def test_start_up_stops_with_one_line(changes, expected):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("configuration error: ")
     assert expected in lines[0]
-
-
-def manage_shell(code: str, env_changes: dict[str, str | None]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in env_changes}
-    env.update({k: v for k, v in env_changes.items() if v is not None})
-    args = [PYTHON, "manage.py", "shell", "-v", "0", "-c", code]
-    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-
-
-def test_db_pool_max_size_sizes_the_pool_and_is_exported():
-    code = (
-        "from django.db import connection; from prometheus_client import REGISTRY; "
-        "from deia.metrics import update_pool_gauges; connection.ensure_connection(); update_pool_gauges(); "
-        "print(connection.pool.max_size, REGISTRY.get_sample_value('deia_db_pool_max'))"
-    )
-    result = manage_shell(code, {"DB_POOL_MAX_SIZE": "7"})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["7", "7.0"]
 
 
 @pytest.mark.parametrize("name", ["DB_POOL_MAX_SIZE", "RUNNER_DB_POOL_MAX_SIZE"])

@@ -12,8 +12,9 @@ import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
+from bots.lifecycle.process import pid_alive
 from tests.plugins.observability import value
-from tests.support.procs import http_ok, pid_alive, wait_for
+from tests.support.procs import http_ok, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
