@@ -1,0 +1,332 @@
+"""deploy/install.sh brings up a working system, and a second run changes nothing.
+
+The script runs for real (user, code, venv, database, secrets, setup, units, Prometheus,
+Alertmanager, exporters) into a scratch prefix, against the test PostgreSQL and Redis, with
+its apt, systemd, redis and pgmonitor steps skipped. There is no systemd here: each unit the
+install wrote is started the way systemd would start it (tests/install/units.py), as its
+User, and the system is then used over real HTTP: /health, an admin sign-in, a bot created
+in the admin, started and chatting through the API, Prometheus (Debian's unit, the installed
+/etc/default/prometheus) scraping the web, Alertmanager (Debian's unit, the installed ARGS)
+serving the shipped routing.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.conf import settings
+
+from tests.install.units import Unit, as_user, command, environment, prepare_directories, run_pre
+from tests.support.procs import ROOT, Proc, free_port, http_ok, pid_alive, wait_for
+
+pytestmark = pytest.mark.services
+
+INSTALL = ROOT / "deploy" / "install.sh"
+DEBIAN_UNITS = Path("/lib/systemd/system")
+SERVER_NAME = "deia.test"
+SKIP = "apt systemd redis pgmonitor"
+DEIA_UNITS = ("deia-web", "deia-worker", "deia-maintenance", "deia-beat")
+# Paths the install writes; in a prefixed install no file may name one outside the prefix.
+ROOTED = ("/opt/deia", "/etc/deia", "/var/lib/deia", "/var/log/deia", "/var/backups/deia", "/run/deia")
+
+
+@dataclass
+class Installed:
+    prefix: Path
+    env: dict[str, str]
+    ports: dict[str, int]
+    db_name: str
+    first_output: str
+
+    def run(self) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(INSTALL)], env=self.env, capture_output=True, text=True, timeout=240)
+
+    def path(self, absolute: str) -> Path:
+        return Path(f"{self.prefix}{absolute}")
+
+
+def psql_admin(sql: str) -> str:
+    port = str(settings.DATABASES["default"]["PORT"] or 5432)
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", "psql", "-p", port, "-v", "ON_ERROR_STOP=1", "-qAtX", "-c", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def prefix_processes(prefix: Path) -> list[int]:
+    """Processes running from the prefix (units, bot runners, Prometheus, Alertmanager)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(str(prefix)) or str(prefix) in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_prefix_processes(prefix: Path) -> None:
+    for pid in prefix_processes(prefix):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: not any(pid_alive(p) for p in prefix_processes(prefix)), timeout=15, what="prefix processes gone")
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[Installed]:
+    if os.geteuid() != 0:
+        pytest.fail("install.sh runs as root (useradd, chown, runuser postgres); run make test as root", pytrace=False)
+    db = settings.DATABASES["default"]
+    # Its own database and role, named after the suite's database (parallel suites differ).
+    db_name = re.sub(r"[^a-z0-9_]", "_", f"{db['NAME']}_install".lower())
+    # Not pytest's tmp_path: that lives in a root-only folder the deia and prometheus users cannot enter.
+    prefix = Path(tempfile.mkdtemp(prefix="deia-install-"))
+    prefix.chmod(0o755)
+    ports = {name: free_port() for name in ("web", "prometheus", "alertmanager", "node", "postgres", "redis")}
+    env = {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "DEIA_PREFIX": str(prefix),
+        "DEIA_SKIP": SKIP,
+        "DEIA_DB_NAME": db_name,
+        "DEIA_DB_USER": db_name,
+        "DEIA_DB_HOST": db["HOST"] or "127.0.0.1",
+        "DEIA_DB_PORT": str(db["PORT"] or 5432),
+        "DEIA_REDIS_URL": settings.REDIS_URL,
+        "DEIA_SERVER_NAME": SERVER_NAME,
+        "DEIA_BOT_PORTS": os.environ.get("BOT_PORT_RANGE", "18001-18199"),
+        "DEIA_WEB_PORT": str(ports["web"]),
+        "DEIA_PROMETHEUS_PORT": str(ports["prometheus"]),
+        "DEIA_ALERTMANAGER_PORT": str(ports["alertmanager"]),
+        "DEIA_NODE_EXPORTER_PORT": str(ports["node"]),
+        "DEIA_POSTGRES_EXPORTER_PORT": str(ports["postgres"]),
+        "DEIA_REDIS_EXPORTER_PORT": str(ports["redis"]),
+    }
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    broker.flushdb()
+    installation = Installed(prefix, env, ports, db_name, "")
+    try:
+        first = installation.run()
+        assert first.returncode == 0, first.stdout + first.stderr
+        installation.first_output = first.stdout
+        yield installation
+    finally:
+        kill_prefix_processes(prefix)
+        psql_admin(f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")
+        psql_admin(f"DROP ROLE IF EXISTS {db_name}")
+        shutil.rmtree(prefix, ignore_errors=True)
+        broker.flushdb()
+        broker.close()
+
+
+def test_a_second_run_succeeds_changes_nothing_and_keeps_the_secrets(installed: Installed) -> None:
+    etc = installed.path("/etc/deia")
+    before = {name: (etc / name).read_text() for name in ("secret_key", "db_password", "admin_password", "deia.env")}
+    assert "generated" in installed.first_output and "made PostgreSQL database" in installed.first_output
+    second = installed.run()
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {name: (etc / name).read_text() for name in before} == before
+    changes = [line for line in second.stdout.splitlines() if re.match(r"install: (wrote|made|generated|copied)", line)]
+    assert changes == [], changes
+    assert "admin 'admin' present" in second.stdout
+    # Owner-only secrets; the env file readable by the units' group.
+    assert (etc / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert pwd.getpwuid((etc / "secret_key").stat().st_uid).pw_name == "deia"
+    assert (etc / "db_password").stat().st_mode & 0o777 == 0o600
+    assert (etc / "deia.env").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failing_step_stops_with_one_line_and_a_non_zero_exit(installed: Installed) -> None:
+    result = subprocess.run(
+        ["bash", str(INSTALL)],
+        env={**installed.env, "DEIA_PYTHON": "/bin/false", "DEIA_SKIP": f"{SKIP} secrets"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # The venv is there already, so the venv step passes; the stamp check of a missing Python does not.
+    assert result.returncode != 0
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("install: ERROR: "), result.stderr
+
+
+def test_every_written_file_stays_inside_the_prefix(installed: Installed) -> None:
+    outside = []
+    for path in installed.path("/etc").rglob("*"):
+        if not path.is_file() or path.suffix in (".pem", ".key"):
+            continue
+        text = path.read_text(errors="replace")
+        outside += [f"{path}: {root}" for root in ROOTED if re.search(rf"(^|[^\w./-]){re.escape(root)}", text)]
+    assert outside == []
+    assert installed.path("/etc/prometheus/alertmanager.yml").is_file()
+    assert installed.path("/etc/prometheus/alertmanager_templates/deia.tmpl").is_file()
+    args = installed.path("/etc/default/prometheus-alertmanager").read_text()
+    assert f"--config.file={installed.prefix}/etc/prometheus/alertmanager.yml" in args
+    assert f"--web.listen-address=127.0.0.1:{installed.ports['alertmanager']}" in args
+
+
+class Session:
+    """A browser's view of the site behind the nginx site: HTTPS as nginx forwards it, cookies kept.
+
+    httpx never sends Secure cookies over http://, so the jar is kept here.
+    """
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+        self.client = httpx.Client(base_url=base, timeout=30, follow_redirects=False)
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        headers = {
+            "Host": SERVER_NAME,
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": SERVER_NAME,
+            "Referer": f"https://{SERVER_NAME}{path}",
+            **kwargs.pop("headers", {}),
+        }
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        if method != "GET" and "csrftoken" in self.cookies:
+            headers["X-CSRFToken"] = self.cookies["csrftoken"]
+        response = self.client.request(method, path, headers=headers, **kwargs)
+        for header in response.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        return response
+
+    def form(self, path: str, fields: dict[str, str]) -> httpx.Response:
+        """GET a form, then POST it with its hidden fields (CSRF token, formsets) and `fields`."""
+        page = self.request("GET", path)
+        assert page.status_code == 200, (path, page.status_code, page.text[:300])
+        hidden = dict(
+            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text)
+            + re.findall(r'<input type="hidden" value="([^"]*)" name="([^"]+)"', page.text)[::-1]
+        )
+        return self.request("POST", path, data={**hidden, **fields})
+
+
+def start_unit(unit_path: Path, prefix: Path, logs: Path, procs: list[Proc]) -> Proc:
+    unit = Unit.read(unit_path)
+    env = environment(unit, prefix)
+    cwd = Path(unit.service.get("WorkingDirectory", "/"))
+    prepare_directories(unit, prefix)
+    run_pre(unit, env, cwd)
+    proc = Proc(command(unit.service["ExecStart"], env), env, logs / f"{unit_path.stem}.log", cwd=cwd, **as_user(unit))
+    procs.append(proc)
+    return proc
+
+
+def test_the_installed_units_bring_up_a_system_that_answers(installed: Installed, tmp_path: Path) -> None:
+    prefix = installed.prefix
+    base = f"http://127.0.0.1:{installed.ports['web']}"
+    procs: list[Proc] = []
+    try:
+        units = sorted(installed.path("/etc/systemd/system").glob("deia-*.service"))
+        assert {u.stem for u in units} == set(DEIA_UNITS)
+        for unit in units:
+            assert Unit.read(unit).user == "deia"
+        # An operator's edit of deia.env (the install keeps it): two web workers on this small test host.
+        with installed.path("/etc/deia/deia.env").open("a") as env_file:
+            env_file.write("GUNICORN_WORKERS=2\n")
+        started = {unit.stem: start_unit(unit, prefix, tmp_path, procs) for unit in units}
+        web = started["deia-web"]
+        wait_for(lambda: http_ok(f"{base}/health") or not web.running(), timeout=60, what="deia-web /health")
+        assert web.running(), web.output()[-3000:]
+        health = httpx.get(f"{base}/health")
+        assert health.status_code == 200, health.text
+        # Every unit's processes run as deia.
+        assert {pwd.getpwuid(os.stat(f"/proc/{p.pid}").st_uid).pw_name for p in procs} == {"deia"}
+
+        # Sign in to the admin with the password the install generated, over HTTP.
+        browser = Session(base)
+        password = installed.path("/etc/deia/admin_password").read_text().strip()
+        login = browser.form("/admin/login/?next=/admin/", {"username": "admin", "password": password})
+        assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[:500]
+        home = browser.request("GET", "/admin/")
+        assert home.status_code == 200 and "Log out" in home.text
+
+        # A bot made in the admin, started and chatting through the API (the worker spawns it).
+        created = browser.form(
+            "/admin/bots/bot/add/",
+            {
+                "name": "Install check",
+                "slug": "install-check",
+                "backend": "echo",
+                "model_name": "echo",
+                "system_prompt": "Repeat.",
+                "_save": "Save",
+            },
+        )
+        assert created.status_code == 302, created.text[-2000:]
+        bot_id = next(b["id"] for b in browser.request("GET", "/api/bots").json() if b["slug"] == "install-check")
+        start = browser.request("POST", f"/api/bots/{bot_id}/start")
+        assert start.status_code in (200, 202), start.text
+
+        def running() -> bool:
+            return browser.request("GET", f"/api/bots/{bot_id}").json()["status"] == "running"
+
+        wait_for(running, timeout=60, interval=0.3, what="the bot running (deia-worker)")
+        chat = browser.request("POST", f"/api/bots/{bot_id}/messages", json={"message": "hello"})
+        assert chat.status_code == 200 and "echo: hello" in chat.text, chat.text
+
+        # Prometheus as Debian runs it, with the installed /etc/default/prometheus.
+        prometheus = start_unit(DEBIAN_UNITS / "prometheus.service", prefix, tmp_path, procs)
+        prom = f"http://127.0.0.1:{installed.ports['prometheus']}"
+
+        def target_health(job: str) -> set[str]:
+            targets = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            return {t["health"] for t in targets if t["labels"]["job"] == job}
+
+        wait_for(lambda: target_health("deia-web") == {"up"} or not prometheus.running(), timeout=45, interval=0.5)
+        assert prometheus.running(), prometheus.output()[-3000:]
+        assert target_health("deia-web") == {"up"}
+        wait_for(lambda: target_health("deia-bots") == {"up"}, timeout=45, interval=0.5, what="the bot scraped")
+
+        # Alertmanager as Debian runs it: the installed ARGS and /etc/prometheus/alertmanager.yml.
+        alertmanager = start_unit(DEBIAN_UNITS / "prometheus-alertmanager.service", prefix, tmp_path, procs)
+        am = f"http://127.0.0.1:{installed.ports['alertmanager']}"
+        wait_for(lambda: http_ok(f"{am}/-/ready") or not alertmanager.running(), timeout=30, what="Alertmanager")
+        assert alertmanager.running(), alertmanager.output()[-3000:]
+        status = httpx.get(f"{am}/api/v2/status").json()
+        assert 'alertname="Watchdog"' in status["config"]["original"]
+        assert "receiver: heartbeat" in status["config"]["original"]
+        assert pwd.getpwuid(os.stat(f"/proc/{alertmanager.pid}").st_uid).pw_name == "prometheus"
+        # Prometheus sends its alerts to that Alertmanager.
+        wait_for(
+            lambda: httpx.get(f"{prom}/api/v1/alertmanagers").json()["data"]["activeAlertmanagers"],
+            timeout=15,
+            what="Prometheus' Alertmanager",
+        )
+
+        stop = browser.request("POST", f"/api/bots/{bot_id}/stop")
+        assert stop.status_code in (200, 202), stop.text
+        wait_for(lambda: not running(), timeout=30, interval=0.3, what="the bot stopped")
+        for name, proc in started.items():
+            assert proc.running(), f"{name} exited:\n{proc.output()[-3000:]}"
+    finally:
+        # All at once, as systemd stops them at shutdown: the graces overlap.
+        for proc in procs:
+            proc.signal(signal.SIGTERM)
+        for proc in reversed(procs):
+            proc.stop()
+        kill_prefix_processes(prefix)
