@@ -235,8 +235,10 @@ if step database; then
     psql_admin -c "ALTER ROLE $DB_USER LOGIN PASSWORD '$DB_PASSWORD'" >/dev/null
     say "set the password of PostgreSQL role $DB_USER"
   fi
-  # diagnose and the runbooks read pg_stat_activity and cancel the app's own queries.
+  # diagnose and the runbooks read pg_stat_activity and cancel the app's own queries;
+  # verify_backup restores the newest backup into a scratch database of its own.
   psql_admin -c "GRANT pg_monitor, pg_signal_backend TO $DB_USER" >/dev/null
+  psql_admin -c "ALTER ROLE $DB_USER CREATEDB" >/dev/null
   if [ -z "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" ]; then
     psql_admin -c "CREATE DATABASE $DB_NAME OWNER $DB_USER" >/dev/null
     say "made PostgreSQL database $DB_NAME"
@@ -250,6 +252,7 @@ if step env; then
   set_env "$tmp" DATABASE_URL "postgres://$DB_USER:$DB_PASSWORD@$DB_HOST:$DB_PORT/$DB_NAME"
   set_env "$tmp" REDIS_URL "$REDIS_URL"
   set_env "$tmp" GUNICORN_BIND "127.0.0.1:$WEB_PORT"
+  set_env "$tmp" DIAGNOSE_WEB_URL "http://127.0.0.1:$WEB_PORT"
   set_env "$tmp" BOT_PORT_RANGE "$BOT_PORTS"
   put "$tmp" "$ENV_FILE" 0640 root:deia "${UNITS[*]}"
   rm -f "$tmp"

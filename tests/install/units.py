@@ -13,47 +13,52 @@ import pwd
 import shlex
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 # systemd's environment for a system service before the unit's own settings.
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MULTI = {"Environment", "EnvironmentFile", "UnsetEnvironment", "ExecStartPre"}
+
+
+def directives(path: Path) -> dict[str, list[str]]:
+    """Section.Directive -> values, in order, of a unit file (a directive may repeat)."""
+    values: dict[str, list[str]] = {}
+    section = None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        values.setdefault(f"{section}.{key}", []).append(value)
+    return values
 
 
 @dataclass
 class Unit:
     path: Path
-    service: dict[str, str] = field(default_factory=dict)
-    lists: dict[str, list[str]] = field(default_factory=dict)
+    values: dict[str, list[str]]
 
     @classmethod
     def read(cls, path: Path) -> Unit:
-        unit = cls(path)
-        section = ""
-        for raw in path.read_text().splitlines():
-            line = raw.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            if line.startswith("["):
-                section = line.strip("[]")
-                continue
-            key, _, value = line.partition("=")
-            if section != "Service":
-                continue
-            if key in MULTI:
-                unit.lists.setdefault(key, []).append(value)
-            else:
-                unit.service[key] = value
-        return unit
+        return cls(path, directives(path))
+
+    def all(self, key: str) -> list[str]:
+        return self.values.get(f"Service.{key}", [])
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        found = self.all(key)
+        return found[-1] if found else default
 
     @property
     def user(self) -> str | None:
-        return self.service.get("User")
+        return self.get("User")
 
     @property
     def group(self) -> str | None:
-        return self.service.get("Group") or self.user
+        return self.get("Group") or self.user
 
 
 def rooted(path: str, prefix: Path) -> Path:
@@ -79,17 +84,17 @@ def environment(unit: Unit, prefix: Path) -> dict[str, str]:
     if unit.user:
         entry = pwd.getpwnam(unit.user)
         env.update(HOME=entry.pw_dir, USER=unit.user, LOGNAME=unit.user, SHELL=entry.pw_shell)
-    for assignments in unit.lists.get("Environment", []):
+    for assignments in unit.all("Environment"):
         for assignment in shlex.split(assignments):
             key, _, value = assignment.partition("=")
             env[key] = value
     # Files are read after Environment= and win over it.
-    for name in unit.lists.get("EnvironmentFile", []):
+    for name in unit.all("EnvironmentFile"):
         optional = name.startswith("-")
         path = rooted(name.lstrip("-"), prefix)
         if path.exists() or not optional:
             env.update(read_env_file(path))
-    for names in unit.lists.get("UnsetEnvironment", []):
+    for names in unit.all("UnsetEnvironment"):
         for name in names.split():
             env.pop(name, None)
     return env
@@ -111,7 +116,7 @@ def command(line: str, env: dict[str, str]) -> list[str]:
 
 def as_user(unit: Unit) -> dict:
     """Popen's umask, and user/group when the test may switch users (root)."""
-    options: dict = {"umask": int(unit.service.get("UMask", "0022"), 8)}
+    options: dict = {"umask": int(unit.get("UMask", "0022"), 8)}
     if os.geteuid() == 0 and unit.user:
         options.update(user=unit.user, group=unit.group, extra_groups=[])
     return options
@@ -121,12 +126,12 @@ def prepare_directories(unit: Unit, prefix: Path) -> None:
     """StateDirectory=, LogsDirectory=, RuntimeDirectory=: made and owned by the unit's user."""
     entry = pwd.getpwnam(unit.user) if unit.user else None
     for key, base in (("StateDirectory", "/var/lib"), ("LogsDirectory", "/var/log"), ("RuntimeDirectory", "/run")):
-        mode = int(unit.service.get(f"{key}Mode", "0755"), 8)
+        mode = int(unit.get(f"{key}Mode", "0755"), 8)
         parent = rooted(base, prefix)
         if not parent.exists():  # a folder of the prefix only: /run, /var/log as the host has them
             parent.mkdir(parents=True)
             parent.chmod(0o755)
-        for name in unit.service.get(key, "").split():
+        for name in (unit.get(key) or "").split():
             folder = rooted(f"{base}/{name}", prefix)
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(mode)
@@ -135,6 +140,6 @@ def prepare_directories(unit: Unit, prefix: Path) -> None:
 
 
 def run_pre(unit: Unit, env: dict[str, str], cwd: Path) -> None:
-    for line in unit.lists.get("ExecStartPre", []):
+    for line in unit.all("ExecStartPre"):
         result = subprocess.run(command(line, env), env=env, cwd=cwd, capture_output=True, text=True, **as_user(unit))
         assert result.returncode == 0 or line.startswith("-"), f"{unit.path.name} ExecStartPre {line}: {result}"
