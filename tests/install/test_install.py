@@ -5,8 +5,9 @@ Alertmanager, exporters) into a scratch prefix, against the test PostgreSQL and 
 its own (with the redis step's memory settings), its apt, systemd, redis and pgmonitor steps
 skipped. There is no systemd here: each unit the install wrote is started the way systemd
 would start it (tests/install/units.py), as its User, and the system is then used over real
-HTTP: /health, an admin sign-in, a bot created in the admin, started and chatting through
-the API, Prometheus (Debian's unit, the installed /etc/default/prometheus) scraping the web
+HTTPS through the installed nginx site (as www-data, with the install's certificate): the
+static files setup collected, /health, an admin sign-in, a bot created in the admin, started
+and chatting through the API, Prometheus (Debian's unit, the installed /etc/default/prometheus) scraping the web
 and the bot, Alertmanager (Debian's unit, the installed ARGS) serving the shipped routing,
 and the checks docs/OPS_BUNDLE.md gives the operator, run against it.
 """
@@ -16,7 +17,9 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -29,7 +32,7 @@ import redis
 from django.conf import settings
 
 from tests.install.units import Unit, as_user, command, environment, prepare_directories, run_pre
-from tests.support.procs import ROOT, Proc, free_port, http_ok, pid_alive, wait_for
+from tests.support.procs import ROOT, Proc, free_port, http_ok, pid_alive, port_is_open, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -42,6 +45,7 @@ CHECK_BLOCK = re.compile(
     re.S,
 )
 DEBIAN_UNITS = Path("/lib/systemd/system")
+NGINX = "/usr/sbin/nginx"  # Debian's, as its nginx.service runs it
 SERVER_NAME = "deia.test"
 SKIP = "apt systemd redis pgmonitor"
 DEIA_UNITS = ("deia-web", "deia-worker", "deia-maintenance", "deia-beat")
@@ -207,21 +211,19 @@ def test_every_written_file_stays_inside_the_prefix(installed: Installed) -> Non
 
 
 class Session:
-    """A browser's view of the site behind the nginx site: HTTPS as nginx forwards it, cookies kept.
+    """A browser on the installed nginx site (https, its name, its self-signed certificate), cookies kept."""
 
-    httpx never sends Secure cookies over http://, so the jar is kept here.
-    """
-
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, certificate: Path) -> None:
         self.base = base
         self.cookies: dict[str, str] = {}
-        self.client = httpx.Client(base_url=base, timeout=30, follow_redirects=False)
+        # The certificate the install made is the one served; it names the site, not 127.0.0.1.
+        trust = ssl.create_default_context(cafile=str(certificate))
+        trust.check_hostname = False
+        self.client = httpx.Client(base_url=base, timeout=30, follow_redirects=False, verify=trust)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         headers = {
             "Host": SERVER_NAME,
-            "X-Forwarded-Proto": "https",
-            "X-Forwarded-Host": SERVER_NAME,
             "Referer": f"https://{SERVER_NAME}{path}",
             **kwargs.pop("headers", {}),
         }
@@ -288,6 +290,31 @@ def run_the_documented_checks(installed: Installed) -> list[str]:
     return failures
 
 
+def start_nginx(installed: Installed, logs: Path, procs: list[Proc]) -> str:
+    """Debian's nginx with the installed site, as www-data, on scratch loopback ports: its https URL."""
+    site = installed.path("/etc/nginx/sites-enabled/deia").read_text()
+    https_port, http_port = free_port(), free_port()
+    site = re.sub(r"^\s*listen \[::\].*$", "", site, flags=re.M)
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{http_port};")
+    site = site.replace("listen 443 ssl", f"listen 127.0.0.1:{https_port} ssl")
+    site = re.sub(r"(access_log|error_log)\s+/var/log/nginx/(\S+);", rf"\1 {logs}/\2;", site)
+    run = installed.path("/run/nginx-test")
+    run.mkdir(mode=0o755, parents=True)
+    shutil.chown(run, "www-data", "www-data")
+    (run / "deia.conf").write_text(site)
+    config = run / "nginx.conf"
+    config.write_text(
+        f"user www-data;\npid {run}/nginx.pid;\nerror_log {logs}/nginx-error.log;\ndaemon off;\nevents {{}}\n"
+        f"http {{\n  include /etc/nginx/mime.types;\n  client_body_temp_path {run}/body;\n"
+        f"  proxy_temp_path {run}/proxy;\n  include {run}/deia.conf;\n}}\n"
+    )
+    proc = Proc([NGINX, "-c", str(config), "-e", f"{logs}/nginx-error.log"], {}, logs / "nginx.log", cwd=run)
+    procs.append(proc)
+    wait_for(lambda: port_is_open(https_port) or not proc.running(), timeout=15, what="nginx")
+    assert proc.running(), proc.output() + (logs / "nginx-error.log").read_text()
+    return f"https://127.0.0.1:{https_port}"
+
+
 def start_unit(unit_path: Path, prefix: Path, logs: Path, procs: list[Proc]) -> Proc:
     unit = Unit.read(unit_path)
     env = environment(unit, prefix)
@@ -321,8 +348,15 @@ def test_the_installed_units_bring_up_a_system_that_answers(installed: Installed
         # Every unit's processes run as deia.
         assert {pwd.getpwuid(os.stat(f"/proc/{p.pid}").st_uid).pw_name for p in procs} == {"deia"}
 
-        # Sign in to the admin with the password the install generated, over HTTP.
-        browser = Session(base)
+        # Through the installed nginx site: the static files setup collected, and the app.
+        site = start_nginx(installed, tmp_path, procs)
+        browser = Session(site, installed.path(f"/etc/ssl/certs/{SERVER_NAME}.pem"))
+        css = browser.request("GET", "/static/admin/css/base.css")
+        assert css.status_code == 200 and "text/css" in css.headers["content-type"], css.status_code
+        assert browser.request("GET", "/health").json() == {"status": "ok"}
+        assert browser.request("GET", "/metrics").status_code == 404, "the site refuses /metrics"
+
+        # Sign in to the admin with the password the install generated.
         password = installed.path("/etc/deia/admin_password").read_text().strip()
         login = browser.form("/admin/login/?next=/admin/", {"username": "admin", "password": password})
         assert login.status_code == 302 and login.headers["location"] == "/admin/", login.text[:500]
