@@ -7,9 +7,9 @@ skipped. There is no systemd here: each unit the install wrote is started the wa
 would start it (tests/install/units.py), as its User, and the system is then used over real
 HTTPS through the installed nginx site (as www-data, with the install's certificate): the
 static files setup collected, /health, an admin sign-in, a bot created in the admin, started
-and chatting through the API, Prometheus (Debian's unit, the installed /etc/default/prometheus) scraping the web
-and the bot, Alertmanager (Debian's unit, the installed ARGS) serving the shipped routing,
-and the checks docs/OPS_BUNDLE.md gives the operator, run against it.
+and chatting through the API, Prometheus (Debian's unit, the installed /etc/default/prometheus)
+scraping the web and the bot, Alertmanager (Debian's unit, the installed ARGS) serving the
+shipped routing, and the checks docs/OPS_BUNDLE.md gives the operator, run against it.
 """
 
 from __future__ import annotations
