@@ -16,7 +16,7 @@
 #   DEIA_PREFIX=/tmp/x      re-root every path this script writes (/opt/deia, /etc/deia,
 #                           /etc/prometheus, /etc/default, /etc/systemd/system, /var/lib/deia,
 #                           /var/log/deia, ...) under /tmp/x, file contents included (tests).
-#   DEIA_SKIP="apt systemd" skip steps, by name: apt user code venv database secrets env
+#   DEIA_SKIP="apt systemd" skip steps, by name: apt user code venv secrets database env
 #                           redis setup units nginx prometheus alertmanager exporters
 #                           pgmonitor systemd (the last enables, restarts and checks services).
 #   DEIA_PYTHON             Python 3.11 for the venv (/usr/bin/python3).
@@ -138,6 +138,10 @@ set_env() {
 
 psql_admin() { runuser -u postgres -- env PGOPTIONS='-c client_min_messages=warning' psql -p "$DB_PORT" -v ON_ERROR_STOP=1 -qAtX "$@"; }
 
+STEPS=" apt user code venv secrets database env redis setup units nginx prometheus alertmanager exporters pgmonitor systemd "
+for name in ${DEIA_SKIP:-}; do
+  [[ $STEPS == *" $name "* ]] || die "DEIA_SKIP: no step '$name' (steps:$STEPS)"
+done
 [ "$(id -u)" = 0 ] || die "run as root (it creates a user, installs packages and writes /etc)"
 [ -f "$SRC/manage.py" ] && [ -f "$SRC/requirements.txt" ] || die "$SRC is not a DEIA Bot Controller checkout"
 [[ $DB_NAME =~ ^[a-z_][a-z0-9_]*$ && $DB_USER =~ ^[a-z_][a-z0-9_]*$ ]] || die "DEIA_DB_NAME and DEIA_DB_USER: lowercase letters, digits, _"

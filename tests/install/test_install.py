@@ -181,18 +181,22 @@ def test_a_second_run_succeeds_changes_nothing_and_keeps_the_secrets(installed: 
     assert (etc / "deia.env").stat().st_mode & 0o777 == 0o640
 
 
-def test_a_failing_step_stops_with_one_line_and_a_non_zero_exit(installed: Installed) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        # The venv is there already; the check of the Python it is made with fails.
+        ({"DEIA_PYTHON": "/bin/false", "DEIA_SKIP": f"{SKIP} secrets"}, "/bin/false is not Python 3.11"),
+        ({"DEIA_SKIP": "apt sytemd"}, "DEIA_SKIP: no step 'sytemd'"),
+    ],
+    ids=["bad-python", "misspelt-step"],
+)
+def test_a_failing_step_stops_with_one_line_and_a_non_zero_exit(installed: Installed, change, message) -> None:
     result = subprocess.run(
-        ["bash", str(INSTALL)],
-        env={**installed.env, "DEIA_PYTHON": "/bin/false", "DEIA_SKIP": f"{SKIP} secrets"},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        ["bash", str(INSTALL)], env={**installed.env, **change}, capture_output=True, text=True, timeout=120
     )
-    # The venv is there already, so the venv step passes; the stamp check of a missing Python does not.
     assert result.returncode != 0
     errors = result.stderr.strip().splitlines()
-    assert len(errors) == 1 and errors[0].startswith("install: ERROR: "), result.stderr
+    assert len(errors) == 1 and errors[0].startswith("install: ERROR: ") and message in errors[0], result.stderr
 
 
 def test_every_written_file_stays_inside_the_prefix(installed: Installed) -> None:
