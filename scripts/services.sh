@@ -26,7 +26,10 @@ packages=()
 command -v pg_ctlcluster >/dev/null && [ -x /usr/lib/postgresql/$PG_VERSION/bin/postgres ] || packages+=(postgresql-$PG_VERSION postgresql-client-$PG_VERSION)
 command -v redis-server >/dev/null || packages+=(redis-server)
 command -v prometheus >/dev/null || packages+=(prometheus)
-command -v amtool >/dev/null || packages+=(prometheus-alertmanager)
+# The install test starts Debian's Alertmanager itself (/usr/bin/prometheus-alertmanager), amtool checks its file.
+{ command -v amtool >/dev/null && [ -x /usr/bin/prometheus-alertmanager ]; } || packages+=(prometheus-alertmanager)
+# The install test makes a venv with Debian's Python, as deploy/install.sh does on a host.
+/usr/bin/python3 -c "import ensurepip" 2>/dev/null || packages+=(python3-venv)
 command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
 command -v systemd-analyze >/dev/null || packages+=(systemd)

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.install.units import directives
+
 from .tools import DEPLOY, run
 
 SYSTEMD = DEPLOY / "systemd"
@@ -16,19 +18,8 @@ UNITS = ["deia-web.service", "deia-worker.service", "deia-maintenance.service", 
 
 
 def unit(name: str) -> dict[str, list[str]]:
-    """Directive -> values of a unit's [Service] section (a directive may repeat)."""
-    values: dict[str, list[str]] = {}
-    section = None
-    for line in (SYSTEMD / name).read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        values.setdefault(f"{section}.{key}", []).append(value)
-    return values
+    """Directive -> values of a unit's sections (a directive may repeat)."""
+    return directives(SYSTEMD / name)
 
 
 def test_systemd_analyze_verify_passes(systemd_analyze: str, tmp_path: Path) -> None:

@@ -52,12 +52,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 class Proc:
     """A child process in its own session; stop() takes down its whole process group."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT):
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path = ROOT, **popen: Any):
+        """`popen` goes to subprocess.Popen as is (user=, group=, extra_groups= to run as a unit's User)."""
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
-            args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True, **popen
         )
 
     @property
