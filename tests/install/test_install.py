@@ -31,8 +31,9 @@ import pytest
 import redis
 from django.conf import settings
 
+from bots.lifecycle.process import pid_alive
 from tests.install.units import Unit, as_user, command, environment, prepare_directories, run_pre
-from tests.support.procs import ROOT, Proc, free_port, http_ok, pid_alive, port_is_open, wait_for
+from tests.support.procs import ROOT, Proc, free_port, http_ok, port_is_open, wait_for
 
 pytestmark = pytest.mark.services
 
