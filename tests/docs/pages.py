@@ -38,7 +38,7 @@ NO_DATA = re.compile(r"no data in the docs test: (?P<reason>[^.>\n]+)")
 
 
 def rel(page: Path) -> str:
-    return str(page.relative_to(REPO))
+    return str(page.relative_to(REPO)) if page.is_relative_to(REPO) else str(page)
 
 
 @dataclass
