@@ -6,7 +6,8 @@ Prometheus scraping them with the shipped rules. All fixtures are function-scope
 one test runs every page's blocks on one system and reports every failure at once.
 
 How a block runs: `bash -c` with `set -eo pipefail` (every command of the block must
-succeed, also inside a pipe), in the repository, with the bots worker's environment (the
+succeed, also inside a pipe), in the repository, after the blocks before it on its page
+(the variables they set are kept, as in one terminal), with the bots worker's environment (the
 "same environment as the services" the README asks for) after the placeholders of
 SUBSTITUTIONS below are replaced by this system's values, and with the two helpers the
 runbooks define (docs/runbooks/README.md) defined for this system:
@@ -46,7 +47,8 @@ from .pages import PAGES, promql, shell_blocks
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 BLOCK_TIMEOUT = 60
-PRELUDE = """set -eo pipefail
+PRELUDE = """set -aeo pipefail
+trap 'env -0 > "$DEIA_DOCS_STATE"' EXIT
 deia-manage() { "$DEIA_PYTHON" manage.py "$@"; }
 promq() { curl -s "$DEIA_PROMETHEUS_URL/api/v1/query" --data-urlencode "query=$1"; }
 """
@@ -172,13 +174,19 @@ def test_every_shell_block_of_the_docs_runs_and_says_what_the_text_says(docs_sys
     }
     env["TOKEN"] = env["DEIA_TOKEN"]
     ran = 0
+    state = Path(docs_system.env["DEIA_VAR_DIR"]) / "docs-shell-state"
+    env["DEIA_DOCS_STATE"] = str(state)
     for page in PAGES:
+        session = dict(env)  # a page's blocks run one after the other, as in one terminal
         for block in shell_blocks(page):
             if block.marker:
                 continue
             script = substitute(block.text, table)
             started = time.monotonic()
-            done = run_block(script, env)
+            state.unlink(missing_ok=True)
+            done = run_block(script, session)
+            if state.exists():  # the variables the block set (H=… in the README) stay for the next
+                session = dict(line.split("=", 1) for line in state.read_text().split("\0") if "=" in line)
             ran += 1
             took = time.monotonic() - started
             print(f"{block}: exit {done.returncode} in {took:.1f} s")  # shown when the test fails
