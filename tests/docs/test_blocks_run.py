@@ -1,16 +1,18 @@
 """Every shell block of README.md, docs/*.md and docs/runbooks/*.md runs against a live system.
 
 The system is `docs_system` (tests/docs/conftest.py): gunicorn, a Celery bots worker with
-one running echo bot, PostgreSQL, a Redis of its own, the fake Ollama and a real
-Prometheus scraping them with the shipped rules. All fixtures are function-scoped, so
-one test runs every page's blocks on one system and reports every failure at once.
+one running echo bot, beat's reconcile (the reconcile ticker), PostgreSQL, a Redis of its
+own, the fake Ollama and a real Prometheus scraping them with the shipped rules. The
+shared fixtures are function-scoped, so one test runs every page's blocks on one system
+and reports every failure at once.
 
 How a block runs: `bash -c` with `set -eo pipefail` (every command of the block must
 succeed, also inside a pipe), in the repository, after the blocks before it on its page
-(the variables they set are kept, as in one terminal), with the bots worker's environment (the
-"same environment as the services" the README asks for) after the placeholders of
-SUBSTITUTIONS below are replaced by this system's values, and with the two helpers the
-runbooks define (docs/runbooks/README.md) defined for this system:
+(the variables they set are kept, as in one terminal), with the bots worker's environment
+(the "same environment as the services" the README asks for), after the placeholders and
+production paths listed in substitutions() below are replaced by this system's values
+(`sudo -u postgres psql` becomes psql on the test database as the app's role), and with
+the two helpers the runbooks define (docs/runbooks/README.md) defined for this system:
 
 - `deia-manage` runs `manage.py` with the venv's python (the page's definition goes
   through sudo and /etc/deia/deia.env, which a test machine has not);
@@ -19,11 +21,11 @@ runbooks define (docs/runbooks/README.md) defined for this system:
 What the text says you will see is written next to the block as `<!-- expect: <regex> -->`
 (tests/docs/pages.py); each is searched in the block's stdout. Blocks marked
 `*Not run by the docs test: <reason>.*` are not run (their number per page is held by
-test_markers.py). A block that stops the bot or freezes starts (as some recovery steps
-do) is followed by putting the system back: starts unfrozen, the bot running.
+test_markers.py). A block that stops the bot, freezes starts or leaves a slow query (as
+some recovery steps do) is followed by putting the system back.
 
-Every `promq '<expr>'`, in a block or in the prose, is evaluated against the Prometheus
-first and must return data unless it carries `no data in the docs test: <reason>`.
+Every `promq '<expr>'`, in a block or in the prose, is then evaluated against the
+Prometheus and must return data unless it carries `no data in the docs test: <reason>`.
 """
 
 from __future__ import annotations
