@@ -171,7 +171,8 @@ def reconcile_ticker():
 
     def tick(interval: float = 0.5, broker_url: str | None = None) -> None:
         """broker_url: a broker other than the test process's own (settings.CELERY_BROKER_URL)."""
-        sender = app if broker_url is None else type(app)("reconcile-ticker", broker=broker_url)
+        # Not set as current: the test process's own tasks keep the project's app and broker.
+        sender = app if broker_url is None else type(app)("reconcile-ticker", broker=broker_url, set_as_current=False)
 
         def loop() -> None:
             while not stop.is_set():
