@@ -59,7 +59,7 @@ def main() -> int:
         "# Performance\n\n"
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}, "
         "with `make bench` (PostgreSQL 15 and Redis started by scripts/services.sh). "
-        "Targets come from docs/ARCHITECTURE (2-core machine); the guide's own targets are "
+        "Targets are the project's design targets for a 2-core machine; the guide's own targets are "
         "looser. Numbers vary a few percent between runs.\n"
     )
     OUT.write_text(header + "\n" + "\n".join(sections[name] for name in sorted(sections)))

@@ -169,10 +169,14 @@ def reconcile_ticker():
 
     stop = threading.Event()
 
-    def tick(interval: float = 0.5) -> None:
+    def tick(interval: float = 0.5, broker_url: str | None = None) -> None:
+        """broker_url: a broker other than the test process's own (settings.CELERY_BROKER_URL)."""
+        # Not set as current: the test process's own tasks keep the project's app and broker.
+        sender = app if broker_url is None else type(app)("reconcile-ticker", broker=broker_url, set_as_current=False)
+
         def loop() -> None:
             while not stop.is_set():
-                app.send_task("bots.tasks.reconcile_all", queue="bots")
+                sender.send_task("bots.tasks.reconcile_all", queue="bots")
                 stop.wait(interval)
 
         threading.Thread(target=loop, daemon=True, name="reconcile-ticker").start()

@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.plugins.lifecycle import Worker
 from tests.support.procs import free_port, http_ok, wait_for
 
 # The metric contract (ARCHITECTURE.md): sample names a scrape must contain, exactly.
@@ -100,18 +102,23 @@ def deia_scrape_configs(web_url: str, token: str | None = None) -> list[dict]:
 
 @pytest.fixture
 def prometheus(spawn, tmp_path: Path):
-    """prometheus(scrape_configs) -> URL of a real Prometheus scraping every second (stopped at teardown)."""
+    """prometheus(scrape_configs, rule_files=()) -> URL of a real Prometheus scraping every second.
+
+    rule_files: rule files it loads and evaluates every second, as the shipped configuration does.
+    It is stopped at teardown.
+    """
     binary = shutil.which("prometheus") or "/usr/bin/prometheus"
     if not Path(binary).exists():
         pytest.fail("prometheus is not installed (apt-get install prometheus); this test never skips", pytrace=False)
     started: list[int] = []
 
-    def start(scrape_configs: list[dict]) -> str:
+    def start(scrape_configs: list[dict], rule_files: tuple[Path, ...] = ()) -> str:
         workdir = tmp_path / f"prometheus-{len(started)}"
         workdir.mkdir()
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "scrape_configs": scrape_configs,
+            "rule_files": [str(Path(f).resolve()) for f in rule_files],
         }
         # YAML is a superset of JSON: no YAML writer needed.
         (workdir / "prometheus.yml").write_text(json.dumps(config, indent=2))
@@ -207,22 +214,28 @@ def wait_for_series(url: str, expr: str, timeout: float = 30) -> list[dict]:
     return wait_for(lambda: prom_query(url, expr), timeout=timeout, what=f"Prometheus to return {expr}")
 
 
-@pytest.fixture
-def scraped_prometheus(gunicorn, prometheus, bot_worker) -> str:
-    """URL of a Prometheus that has scraped the real app and a running bot under a little traffic.
+class ScrapedApp(NamedTuple):
+    prometheus: str  # URL of the Prometheus
+    web: str  # URL of the gunicorn it scrapes
+    worker: Worker  # the Celery bots worker that started the bot
+    api: WebApi
+    bot: object  # the running echo bot (bots.models.Bot)
 
-    gunicorn (2 workers), a Celery worker, one echo bot started through the API; then a
-    few API requests, health checks and a chat; it returns once every family has been
-    scraped at least twice since the traffic, so rate() and increase() have data.
+
+def start_scraped_app(gunicorn, prometheus, bot_worker, rule_files: tuple[Path, ...] = ()) -> ScrapedApp:
+    """gunicorn (2 workers), a Celery worker, one echo bot started through the API and a
+    Prometheus scraping them; then a few API requests, health checks and a chat. It returns
+    once every family has been scraped at least twice since the traffic, so rate() and
+    increase() have data.
     """
     from bots.models import Backend, Bot
 
     web = gunicorn(workers=2)
-    bot_worker("host-a")
+    worker = bot_worker("host-a")
     api = WebApi(web)
     bot = Bot.objects.create(name="Scraped", slug="scraped", backend=Backend.ECHO, model_name="echo")
     api.start_bots([bot])
-    url = prometheus(deia_scrape_configs(web))
+    url = prometheus(deia_scrape_configs(web), rule_files)
     wait_targets_up(url, {"deia-web": 1, "deia-bots": 1})
     # Samples before the traffic, so that the traffic shows as an increase.
     wait_for_series(url, 'deia_bot_messages_total{bot="scraped"}')
@@ -236,4 +249,11 @@ def scraped_prometheus(gunicorn, prometheus, bot_worker) -> str:
     wait_for_series(url, 'increase(deia_bot_message_processing_seconds_count{bot="scraped"}[1m]) > 0')
     wait_for_series(url, "increase(django_http_responses_total_by_status_total[1m]) > 0")
     wait_for_series(url, "django_cache_get_misses_total")
-    return url
+    return ScrapedApp(url, web, worker, api, bot)
+
+
+@pytest.fixture
+def scraped_prometheus(gunicorn, prometheus, bot_worker) -> str:
+    """URL of a Prometheus that has scraped the real app and a running bot under a little traffic
+    (start_scraped_app)."""
+    return start_scraped_app(gunicorn, prometheus, bot_worker).prometheus
