@@ -22,7 +22,7 @@ docs are held to); metric families of a web /metrics scrape and of the runner's 
 (bots.metrics), counters with `_total` and histograms with `_bucket/_count/_sum`; alert
 names of deploy/prometheus/rules; dashboard titles of deploy/grafana/dashboards; files in
 the repository; a setting or environment variable the code reads or sets (a quoted
-"NAME", or `NAME =` / `NAME=` in deia/, bots/, ops/, deploy/ and scripts/).
+"NAME", `NAME =` / `NAME=`, or a shell `${NAME:-…}` in deia/, bots/, ops/, deploy/ and scripts/).
 """
 
 from __future__ import annotations
@@ -63,7 +63,13 @@ NOT_SETTINGS = {
 }
 # deia_/django_ words that are not metrics: the restore check's scratch database, the
 # guide's guessed database name, the token file of docs/OPS_BUNDLE.md, a pytest-django fixture.
-NOT_METRICS = {"deia_restorecheck_", "deia_prod", "deia_metrics_token", "django_assert_max_num_queries"}
+NOT_METRICS = {
+    "deia_restorecheck_",
+    "deia_prod",
+    "deia_metrics_token",
+    "django_assert_max_num_queries",
+    "django_celery_beat",  # an app label in an audit action (django_celery_beat.periodictask.update)
+}
 
 
 @dataclass
@@ -225,7 +231,7 @@ def setting_exists(name: str) -> bool:
     """Read or set by the code; NAME_FILE also when NAME is a secret (deia.config.Env.secret reads both)."""
     if name.endswith("_FILE") and re.search(rf"""secret\(\s*["']{name.removesuffix("_FILE")}["']""", code_text()):
         return True
-    return bool(re.search(rf"""["']{name}["']|^\s*{name}\s*=|^{name}=""", code_text(), re.M))
+    return bool(re.search(rf"""["']{name}["']|^\s*{name}\s*=|^{name}=|\$\{{{name}[:}}-]""", code_text(), re.M))
 
 
 def fnmatch_any(prefix: str, names: set[str]) -> bool:
