@@ -6,11 +6,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from bots import access, lifecycle
-from bots.models import Bot, ChatMessage, Status
+from bots.lifecycle import machine
+from bots.models import OBSERVED_FIELDS, Bot, ChatMessage, Status
 from deia.adapters.django import DeferredDeletionMessages
 from deia.admin import ReadOnlyAdmin
 from deia.admin_audit import AuditedAdminMixin
@@ -26,22 +27,6 @@ STATUS_COLOURS = {
     Status.CRASHED: "#e65100",
     Status.ERROR: "#c62828",
 }
-
-
-PROCESS_FIELDS = (
-    "status",
-    "pid",
-    "host",
-    "port",
-    "advertise_host",
-    "started_at",
-    "last_heartbeat",
-    "startup_seconds",
-    "restart_count",
-    "start_failures",
-    "next_start_at",
-    "last_error",
-)
 
 
 class VisibleBotFilter(admin.RelatedFieldListFilter):
@@ -145,11 +130,22 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
     search_fields = ("name", "slug", "model_name", "host")
     prepopulated_fields = {"slug": ("name",)}
     # desired_state changes only through the actions, which audit and enqueue the reconcile.
-    readonly_fields = ("desired_state", *PROCESS_FIELDS, "address", "uptime_display", "created_at", "updated_at")
+    readonly_fields = (
+        *("desired_state", *OBSERVED_FIELDS, "address", "uptime_display", "created_at", "updated_at"),
+        "lifecycle_table",
+    )
     fieldsets = (
         (None, {"fields": ("name", "slug", "team", "backend", "model_name", "system_prompt", "desired_state")}),
-        ("Process", {"fields": (*PROCESS_FIELDS[:6], "address", "uptime_display", *PROCESS_FIELDS[6:])}),
+        ("Process", {"fields": (*OBSERVED_FIELDS[:6], "address", "uptime_display", *OBSERVED_FIELDS[6:])}),
         ("Record", {"fields": ("created_at", "updated_at")}),
+        (
+            "Lifecycle",
+            {
+                "fields": ("lifecycle_table",),
+                "classes": ("collapse",),
+                "description": "Only the lifecycle changes a bot's status, and only along these transitions.",
+            },
+        ),
     )
     actions = ("start_bots", "stop_bots", "restart_bots")
 
@@ -231,6 +227,16 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
     def status_badge(self, bot: Bot):
         colour = STATUS_COLOURS.get(bot.status, "#616161")
         return format_html('<strong style="color:{}">{}</strong>', colour, bot.get_status_display())
+
+    @admin.display(description="Allowed transitions")
+    def lifecycle_table(self, bot: Bot):
+        """bots.lifecycle.machine's table; the rows that leave the bot's current status in bold."""
+        body = format_html_join(
+            "",
+            '<tr style="font-weight:{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (("bold" if bot.status in t.sources else "normal", *machine.cells(t)) for t in machine.TRANSITIONS),
+        )
+        return format_html("<table><tr><th>From</th><th>Event</th><th>To</th><th>When</th></tr>{}</table>", body)
 
     @admin.display(description="Host:port")
     def address(self, bot: Bot) -> str:

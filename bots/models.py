@@ -30,6 +30,13 @@ class Status(models.TextChoices):
 
 # A process may exist (or be about to) in these states; its pid/port are meaningful.
 PROCESS_STATES = {Status.STARTING, Status.RUNNING, Status.STOPPING}
+# The process a bot holds: set by a start, cleared together when it ends (bots.lifecycle).
+PROCESS_FIELDS = ("pid", "port", "host", "advertise_host", "started_at", "last_heartbeat", "chat_secret")
+# What the lifecycle observes and writes, in the order the admin shows it (never chat_secret).
+OBSERVED_FIELDS = (
+    *("status", "pid", "host", "port", "advertise_host", "started_at", "last_heartbeat"),
+    *("startup_seconds", "restart_count", "start_failures", "next_start_at", "last_error"),
+)
 
 
 class Role(models.TextChoices):
@@ -47,6 +54,11 @@ class BotQuerySet(models.QuerySet):
 
     def desired_running(self) -> BotQuerySet:
         return self.filter(desired_state=DesiredState.RUNNING)
+
+    def by_ref(self, ref: str) -> Bot | None:
+        """The bot an operator names by id or slug (botctl, runbot), or None."""
+        bot = self.filter(pk=int(ref)).first() if ref.isdigit() else None
+        return bot or self.filter(slug=ref).first()
 
 
 class Bot(models.Model):

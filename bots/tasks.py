@@ -12,7 +12,8 @@ from celery import shared_task
 from celery.signals import celeryd_after_setup
 from django.conf import settings
 
-from bots.lifecycle import dispatch, reconcile, transitions
+from bots.lifecycle import dispatch, reconcile, stop, transitions
+from bots.lifecycle.machine import Outcome
 from bots.models import Bot
 
 log = logging.getLogger("deia.lifecycle")
@@ -49,8 +50,8 @@ def stop_bot(bot_id: int) -> str:
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is not None and dispatch.owned_elsewhere(bot):
         dispatch.send("bots.tasks.stop_bot", [bot_id], dispatch.queue_for(bot))
-        return "rerouted"
-    return transitions.stop_bot(bot_id)
+        return Outcome.REROUTED
+    return stop.stop_bot(bot_id)
 
 
 @shared_task(name="bots.tasks.restart_bot")

@@ -5,14 +5,9 @@ request_delete: they set the desired state under the row lock, write one audit r
 enqueue a reconcile after the commit. Celery tasks (bots.tasks) run the transitions in
 bots.lifecycle.transitions on the worker of the host that holds the process.
 
-Status transitions:
-    stopped | crashed | error -> starting -> running        (start; error only after an operator start)
-    starting -> crashed -> (backoff) -> starting ...         (failed start)
-    crashed -> error                                         (BOT_MAX_START_RETRIES failures in a row)
-    running -> crashed                                       (process gone, heartbeat stale)
-    running | starting -> stopping -> stopped                (stop: SIGTERM, grace, SIGKILL of the group)
-    starting -> running                                      (adopted: its start task was lost, runner healthy)
-    crashed | error -> stopped                               (desired stopped, no process)
+Status transitions: the table in bots.lifecycle.machine (TRANSITIONS), the only one. Every
+change of Bot.status goes through machine.move(), which refuses what the table does not
+allow. The admin shows the table on each bot's page; docs/ARCHITECTURE.md prints it.
 
 A start or a stop is one transition, audited with its outcome. Audit actions:
     operator requests (actor = admin user + IP, API token owner, cli:<unix user>):

@@ -15,45 +15,37 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bots.lifecycle import dispatch
-from bots.lifecycle.process import is_runner, reap_children, runner_pids, terminate
-from bots.lifecycle.state import STARTABLE, heartbeat_stale, host_lock, record_kill, start_due, start_overdue
-from bots.lifecycle.transitions import (
-    adopt,
-    fail_interrupted_start,
-    healthy_runner,
-    kill_strays,
-    mark_crashed,
-    reset_failures_if_healthy,
-    settle_stopped,
-    start_bot,
-    stop_bot,
-)
+from bots.lifecycle.machine import FAILED, STARTABLE, Outcome
+from bots.lifecycle.process import is_healthy, is_runner, reap_children, runner_pids, terminate
+from bots.lifecycle.state import heartbeat_stale, host_lock, record_kill, start_due, start_overdue
+from bots.lifecycle.stop import kill_strays, settle_stopped, stop_bot
+from bots.lifecycle.transitions import adopt, fail_interrupted_start, mark_crashed, reset_failures_if_healthy, start_bot
 from bots.models import Bot, DesiredState, Status
 from deia.audit_actions import Action
 
 log = logging.getLogger("deia.lifecycle")
 
 
-def reconcile_bot(bot_id: int) -> str:
+def reconcile_bot(bot_id: int) -> Outcome:
     """Bring one bot one step closer to its desired state (on its own host if it has a process)."""
     reap_children()
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None:
-        return "gone"
+        return Outcome.GONE
     if dispatch.owned_elsewhere(bot):
         dispatch.reconcile_soon(bot)
-        return "rerouted"
+        return Outcome.REROUTED
     if bot.status == Status.RUNNING:
         return _check_running(bot)
     if bot.status == Status.STARTING:
         if start_overdue(bot):
-            if bot.pid and is_runner(bot.pid, bot.pk) and healthy_runner(bot):
+            if bot.pid and is_runner(bot.pid, bot.pk) and is_healthy(bot.port, bot.pk, bot.pid):
                 kill_strays(bot.pk)
                 return adopt(bot.pk, bot.pid)
             return fail_interrupted_start(bot)
         if bot.desired_state == DesiredState.STOPPED and bot.pid:
             return stop_bot(bot.pk)
-        return "starting"
+        return Outcome.STARTING
     if bot.status == Status.STOPPING:
         return stop_bot(bot.pk)
     # No process should exist for the remaining statuses.
@@ -62,10 +54,10 @@ def reconcile_bot(bot_id: int) -> str:
         return settle_stopped(bot.pk)
     if start_due(bot):
         return start_bot(bot.pk)
-    return "waiting"
+    return Outcome.WAITING
 
 
-def _check_running(bot: Bot) -> str:
+def _check_running(bot: Bot) -> Outcome:
     if bot.desired_state == DesiredState.STOPPED:
         return stop_bot(bot.pk)
     kill_strays(bot.pk)
@@ -74,14 +66,14 @@ def _check_running(bot: Bot) -> str:
     if heartbeat_stale(bot):
         return mark_crashed(bot.pk, bot.pid, f"heartbeat older than {settings.BOT_HEARTBEAT_STALE:g} s")
     reset_failures_if_healthy(bot)
-    return "ok"
+    return Outcome.OK
 
 
 def reconcile_host(host: str | None = None) -> dict[str, int]:
     """Check every bot whose process this host holds, then kill runners that no bot owns."""
     if host and host != settings.HOSTNAME:
         dispatch.reconcile_host_soon(host)
-        return {"rerouted": 1}
+        return {Outcome.REROUTED: 1}
     reap_children()
     outcomes: dict[str, int] = {}
     for bot_id in Bot.objects.filter(host=settings.HOSTNAME).values_list("pk", flat=True):
@@ -89,7 +81,7 @@ def reconcile_host(host: str | None = None) -> dict[str, int]:
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     killed = kill_orphans()
     if killed:
-        outcomes["orphans_killed"] = killed
+        outcomes[Outcome.ORPHANS_KILLED] = killed
     return outcomes
 
 
@@ -120,9 +112,9 @@ def reconcile_all() -> dict[str, int]:
     reap_children()
     now = timezone.now()
     summary = {"settled": 0, "starts": 0, "hosts": 0}
-    settle = Bot.objects.filter(desired_state=DesiredState.STOPPED, status__in=[Status.CRASHED, Status.ERROR])
+    settle = Bot.objects.filter(desired_state=DesiredState.STOPPED, status__in=FAILED)
     for bot_id in settle.values_list("pk", flat=True):
-        summary["settled"] += settle_stopped(bot_id) == "stopped"
+        summary["settled"] += settle_stopped(bot_id) == Outcome.STOPPED
     candidates = Bot.objects.filter(desired_state=DesiredState.RUNNING, status__in=STARTABLE).filter(
         Q(next_start_at__isnull=True) | Q(next_start_at__lte=now)
     )

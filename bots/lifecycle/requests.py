@@ -9,14 +9,14 @@ from __future__ import annotations
 from django.db import transaction
 
 from bots.lifecycle import dispatch
-from bots.lifecycle.state import StartRefused, fleet_lock, freeze_refusal, locked, record, start_refusal
-from bots.models import Bot, DesiredState, Status
+from bots.lifecycle.state import StartRefused, fleet_lock, freeze_refusal, lock_bot, record, start_refusal
+from bots.models import PROCESS_STATES, Bot, DesiredState, Status
 from deia.audit_actions import Action
 
 
 def _lock(bot: Bot) -> Bot:
     fleet_lock()
-    fresh = locked(bot.pk)
+    fresh = lock_bot(bot.pk)
     if fresh is None:
         raise Bot.DoesNotExist(f"bot {bot.pk} no longer exists")
     return fresh
@@ -98,7 +98,7 @@ def request_delete(bot: Bot, *, user=None, actor: str | None = None, ip: str | N
     with transaction.atomic():
         bot = _lock(bot)
         bot.desired_state = DesiredState.STOPPED
-        has_process = bot.status in (Status.STARTING, Status.RUNNING, Status.STOPPING)
+        has_process = bot.status in PROCESS_STATES
         bot.delete_requested = has_process
         bot.save(update_fields=["desired_state", "delete_requested", "updated_at"])
         record(bot, Action.BOT_DELETE, actor=actor, user=user, ip=ip, details={"bot_id": bot.pk, "status": bot.status})

@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from bots.models import Bot, DesiredState, Status
+from bots.lifecycle.machine import STARTABLE
+from bots.models import PROCESS_FIELDS, Bot, DesiredState, Status
 from deia.audit import audit
 from deia.audit_actions import Action
 from deia.flags import starts_frozen
@@ -20,8 +21,6 @@ log = logging.getLogger("deia.lifecycle")
 
 # The actor of the lifecycle's own transitions (reconcile loop, start/stop tasks).
 SYSTEM_ACTOR = "reconcile"
-# Statuses a start may begin from; ERROR only after an operator reset start_failures.
-STARTABLE = {Status.STOPPED, Status.CRASHED, Status.ERROR}
 # A start not finished this long after its deadline was interrupted (its worker died).
 START_GRACE = 5.0
 # Any constant shared by every process: serialises the MAX_BOTS count with the claims.
@@ -60,7 +59,8 @@ def host_lock(host: str) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_ORPHAN_LOCK_CLASS, key])
 
 
-def locked(bot_id: int) -> Bot | None:
+def lock_bot(bot_id: int) -> Bot | None:
+    """Lock the bot's row until the transaction ends and read it afresh; None if it is gone."""
     return Bot.objects.select_for_update().filter(pk=bot_id).first()
 
 
@@ -154,15 +154,6 @@ def heartbeat_stale(bot: Bot, now=None) -> bool:
 
 
 def clear_process(bot: Bot) -> None:
-    bot.pid = None
-    bot.port = None
-    bot.host = ""
-    bot.advertise_host = ""
-    bot.started_at = None
-    bot.last_heartbeat = None
-    bot.chat_secret = ""
-
-
-PROCESS_FIELDS = [
-    *("status", "pid", "port", "host", "advertise_host", "started_at", "last_heartbeat", "chat_secret", "updated_at")
-]
+    """Forget the process (in memory; the transition saves PROCESS_FIELDS with the status)."""
+    for name in PROCESS_FIELDS:
+        setattr(bot, name, Bot._meta.get_field(name).get_default())

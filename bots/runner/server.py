@@ -42,14 +42,6 @@ class StartupError(Exception):
         self.code = code
 
 
-def find_bot(ref: str) -> Bot:
-    """A bot by id or slug."""
-    bot = Bot.objects.filter(pk=int(ref)).first() if ref.isdigit() else Bot.objects.filter(slug=ref).first()
-    if bot is None:
-        raise StartupError(f"bot {ref!r} not found (give its id or slug)", EXIT_USAGE)
-    return bot
-
-
 def _listen(host: str, port: int, slug: str) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
@@ -78,9 +70,11 @@ class Runner:
     @classmethod
     def start(cls, ref: str, port: int | None, started: float) -> Runner:
         try:
-            bot = find_bot(ref)
+            bot = Bot.objects.by_ref(ref)
         except DatabaseError as exc:
             raise StartupError(f"cannot read bot {ref!r} from the database: {exc}") from exc
+        if bot is None:
+            raise StartupError(f"bot {ref!r} not found (give its id or slug)", EXIT_USAGE)
         port = port or bot.port
         if not port:
             raise StartupError(f"no port for bot {bot.slug!r}: pass --port N", EXIT_USAGE)

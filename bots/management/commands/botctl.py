@@ -10,18 +10,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from bots import lifecycle
-from bots.lifecycle import transitions
 from bots.lifecycle.process import reap_children
 from bots.lifecycle.reconcile import kill_orphans
+from bots.lifecycle.stop import stop_bot
 from bots.models import PROCESS_STATES, Bot
-
-
-def find_bot(ref: str) -> Bot:
-    bot = Bot.objects.filter(pk=int(ref)).first() if ref.isdigit() else None
-    bot = bot or Bot.objects.filter(slug=ref).first()
-    if bot is None:
-        raise CommandError(f"no bot with id or slug {ref!r}")
-    return bot
 
 
 def shutdown_host() -> int:
@@ -30,7 +22,7 @@ def shutdown_host() -> int:
 
     def stop(bot_id: int) -> str:
         try:
-            return transitions.stop_bot(bot_id, actor="shutdown")
+            return stop_bot(bot_id, actor="shutdown")
         finally:
             connection.close()
 
@@ -65,7 +57,9 @@ class Command(BaseCommand):
             count = shutdown_host()
             self.stdout.write(f"stopped {count} bot process(es) on {settings.HOSTNAME}")
             return
-        bot = find_bot(options["bot"])
+        bot = Bot.objects.by_ref(options["bot"])
+        if bot is None:
+            raise CommandError(f"no bot with id or slug {options['bot']!r}")
         actor = f"cli:{getpass.getuser()}"
         try:
             if action == "start":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
@@ -106,3 +108,15 @@ def test_bulk_deleting_reports_the_bots_deleted_now_and_warns_about_the_ones_bei
     ]
     assert not Bot.objects.filter(pk=idle.pk).exists()
     assert Bot.objects.get(pk=busy.pk).desired_state == DesiredState.STOPPED
+
+
+@pytest.mark.django_db
+def test_the_bot_page_shows_the_lifecycle_table_with_the_ways_out_of_its_status_in_bold(admin_client):
+    bot = Bot.objects.create(name="Gamma", slug="gamma")
+    Bot.objects.filter(pk=bot.pk).update(status=Status.CRASHED)
+    page = admin_client.get(reverse("admin:bots_bot_change", args=[bot.pk])).content.decode()
+    assert "Allowed transitions" in page
+    bold = re.findall(r'<tr style="font-weight:bold"><td>([^<]*)</td><td>([^<]*)</td>', page)
+    assert [event for _sources, event in bold] == ["claim", "no port", "stopped"]
+    assert all("crashed" in sources for sources, _event in bold)
+    assert "<td>starting</td><td>started</td><td>running</td>" in page
