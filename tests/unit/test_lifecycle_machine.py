@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_A_BOT = {
     ("bots/runner/app.py", "reply"),  # the HTTP status of a runner's answer
     ("bots/runner/app.py", "self"),  # the same, inside the reply class
-    ("ops/maintenance/runs.py", "run"),  # a maintenance run's result
+    ("ops/maintenance/recording.py", "run"),  # a maintenance run's result
 }
 
 
