@@ -56,6 +56,7 @@ test: venv
 	DB_NAME=$(TEST_DB) scripts/services.sh
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 	env $(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run >/dev/null
 	env $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
@@ -65,7 +66,7 @@ test-unit: venv
 	env $(UNIT_ENV) $(PY) -m pytest -p no:schemathesis -p no:hypothesispytest tests/unit $(PYTEST_ARGS)
 
 lint:
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports --no-cache
 
 format:
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .

@@ -10,3 +10,8 @@ class BotsConfig(AppConfig):
 
     def ready(self) -> None:
         from bots import metrics  # noqa: F401  (declares stored metrics, registers fleet gauges)
+
+        if self.apps.get_app_config("deia").celery:  # not in a bot runner
+            from bots.tasks import connect_signals
+
+            connect_signals()

@@ -19,7 +19,11 @@ from bots.models import Bot
 log = logging.getLogger("deia.lifecycle")
 
 
-@celeryd_after_setup.connect
+def connect_signals() -> None:
+    """Connected by BotsConfig.ready() where Celery runs (a worker sets Django up before this fires)."""
+    celeryd_after_setup.connect(consume_host_queue, dispatch_uid="bots.consume_host_queue")
+
+
 def consume_host_queue(sender, instance, **kwargs) -> None:
     """Every worker serving `bots` also serves its own host's queue (DEIA_HOSTNAME)."""
     queues = instance.app.amqp.queues

@@ -15,6 +15,8 @@ class DeiaConfig(AppConfig):
     verbose_name = "DEIA Bot Controller"
     default_auto_field = "django.db.models.BigAutoField"
     default = True
+    # Whether this process has the Celery app (apps connect their Celery signals only then).
+    celery = True
 
     def ready(self) -> None:
         import deia.celery  # tasks sent from Django use its broker
@@ -42,6 +44,7 @@ class RunnerConfig(DeiaConfig):
     """The same app in a bot runner (deia/settings_runner.py): no Celery app, no admin."""
 
     default = False
+    celery = False
 
     def ready(self) -> None:
         self.connect()
