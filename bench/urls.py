@@ -12,4 +12,4 @@ def bare(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"results": rows})
 
 
-urlpatterns = [path("bench/bare", bare), path("", include("deia.urls"))]
+urlpatterns = [path("bench/bare", bare), path("", include("ops.urls"))]

@@ -80,7 +80,7 @@ MIDDLEWARE = [
     "deia.inline_middleware.PrometheusAfterMiddleware",
 ]
 
-ROOT_URLCONF = "deia.urls"
+ROOT_URLCONF = "ops.urls"
 WSGI_APPLICATION = "deia.wsgi.application"
 ASGI_APPLICATION = "deia.asgi.application"
 TEMPLATES = [

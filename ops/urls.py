@@ -1,3 +1,6 @@
+"""The URL map of the whole site (ROOT_URLCONF). It names every app's views, so it lives in
+the top layer, ops, which may use bots and deia."""
+
 from __future__ import annotations
 
 from django.contrib import admin
