@@ -27,13 +27,14 @@ UNIT_ENV = -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL \
 	DEIA_FAST_PASSWORD_HASHER=true LOG_LEVEL=WARNING DEBUG=false
 PYTEST_ARGS ?=
 
-.PHONY: help venv run setup test test-unit lint format bench clean
+.PHONY: help venv run setup test test-unit lint format bench screenshots clean
 
 help:
 	@echo "make run    - start web, worker and beat on embedded defaults (Ctrl-C stops all)"
 	@echo "make test   - start PostgreSQL and Redis (installing them if needed), lint, run all tests"
 	@echo "make test-unit - run the unit tests alone: no PostgreSQL, Redis or lint, in seconds"
 	@echo "make bench  - run the benchmarks and write docs/PERFORMANCE.md"
+	@echo "make screenshots - refresh the README's screenshots (docs/screenshots/) from the browser tests"
 	@echo "make format - apply ruff's formatting and safe fixes"
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -75,6 +76,14 @@ bench: venv
 	DB_NAME=$(TEST_DB) scripts/services.sh
 	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null
 	env $(TEST_ENV) $(PY) bench/run.py $(BENCH)
+
+# The browser tests marked `screenshots` write var/artefacts/screenshots/*.png on every run;
+# this runs only those and copies their PNGs to docs/screenshots/, which the README shows.
+screenshots: venv
+	DB_NAME=$(TEST_DB) scripts/services.sh
+	rm -rf var/artefacts/screenshots
+	env $(TEST_ENV) $(PY) -m pytest -m screenshots tests/e2e $(PYTEST_ARGS)
+	mkdir -p docs/screenshots && cp var/artefacts/screenshots/*.png docs/screenshots/
 
 clean:
 	rm -rf var/test-* .pytest_cache

@@ -19,7 +19,12 @@ from tests.support.procs import PYTHON, Proc, free_port, http_ok, wait_for
 from tests.support.services import ServiceMissing, check_services, needs_services
 
 # Each area's shared fixtures live in its own plugin module.
-pytest_plugins = ["tests.plugins.lifecycle", "tests.plugins.observability", "tests.plugins.maintenance"]
+pytest_plugins = [
+    "tests.plugins.lifecycle",
+    "tests.plugins.observability",
+    "tests.plugins.maintenance",
+    "tests.plugins.browser",
+]
 
 
 @pytest.hookimpl(tryfirst=True)
