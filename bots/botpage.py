@@ -9,6 +9,7 @@ admin's session and CSRF token.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -53,10 +54,18 @@ def bot_audit_rows(bot: Bot) -> QuerySet[AuditLog]:
     return rows.order_by("-created_at", "-id")
 
 
+def _shown(rows: QuerySet[AuditLog]) -> list[AuditLog]:
+    """The rows, each with `details_json`: its details as the audit log's own page shows them."""
+    rows = list(rows)
+    for row in rows:
+        row.details_json = json.dumps(row.details, sort_keys=True)
+    return rows
+
+
 def audit_trail(bot: Bot) -> list[AuditLog]:
-    return list(bot_audit_rows(bot)[:RECENT_AUDIT])
+    return _shown(bot_audit_rows(bot)[:RECENT_AUDIT])
 
 
 def recent_errors(bot: Bot) -> list[AuditLog]:
     """Failed starts, crashes, refusals: the bot's audit rows that are not plain info."""
-    return list(bot_audit_rows(bot).exclude(severity=Severity.INFO)[:RECENT_ERRORS])
+    return _shown(bot_audit_rows(bot).exclude(severity=Severity.INFO)[:RECENT_ERRORS])
