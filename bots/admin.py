@@ -265,15 +265,15 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
 
     @admin.action(description="Start selected bots", permissions=["operate"])
     def start_bots(self, request, queryset) -> None:
-        self._apply(request, queryset, lifecycle.request_start, "start")
+        self._apply(request, queryset, botpage.OPERATE_REQUESTS["start"], "start")
 
     @admin.action(description="Stop selected bots", permissions=["operate"])
     def stop_bots(self, request, queryset) -> None:
-        self._apply(request, queryset, lifecycle.request_stop, "stop")
+        self._apply(request, queryset, botpage.OPERATE_REQUESTS["stop"], "stop")
 
     @admin.action(description="Restart selected bots", permissions=["operate"])
     def restart_bots(self, request, queryset) -> None:
-        self._apply(request, queryset, lifecycle.request_restart, "restart")
+        self._apply(request, queryset, botpage.OPERATE_REQUESTS["restart"], "restart")
 
     def delete_model(self, request, obj: Bot) -> None:
         # The lifecycle stops a bot's process before its row goes, and audits the deletion.
