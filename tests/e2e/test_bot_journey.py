@@ -100,6 +100,9 @@ def test_an_operator_creates_starts_chats_with_stops_and_audits_a_bot_and_others
     assert browser.find_element(By.CSS_SELECTOR, "[data-live=address]").text == bot.address
 
     # A test chat: the answer arrives in pieces, slowly enough to see one before the end.
+    # (The window first takes the page's height, so the screenshot mid-answer resizes nothing.)
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(browser.get_window_size()["width"], max(600, min(int(height) + 120, 4000)))
     fake_ollama.chunk_delay = 0.4
     browser.find_element(By.ID, "bot-chat-input").send_keys(QUESTION)
     send = browser.find_element(By.ID, "bot-chat-send")
