@@ -199,3 +199,12 @@ def test_the_page_renders_in_a_bounded_number_of_queries(admin_client, bot, djan
     with django_assert_max_num_queries(14):
         page = admin_client.get(page_url(bot))
     assert page.content.decode().count("<td>bot.start</td>") == 20
+
+
+def test_the_page_runs_one_script_of_our_own_static_files_and_nothing_from_elsewhere(admin_client, bot):
+    from django.contrib.staticfiles import finders
+
+    text = admin_client.get(page_url(bot)).content.decode()
+    assert '<script src="/static/bots/bot_page.js" defer></script>' in text
+    assert finders.find("bots/bot_page.js")
+    assert "//cdn" not in text and 'src="http' not in text and "src='http" not in text
