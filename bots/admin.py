@@ -5,11 +5,13 @@ from collections.abc import Callable
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
-from bots import access, lifecycle
+from bots import access, botpage, lifecycle
 from bots.lifecycle import machine
 from bots.models import OBSERVED_FIELDS, Bot, ChatMessage, Status
 from deia.adapters.django import DeferredDeletionMessages
@@ -136,7 +138,7 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "slug", "team", "backend", "model_name", "system_prompt", "desired_state")}),
-        ("Process", {"fields": (*OBSERVED_FIELDS[:6], "address", "uptime_display", *OBSERVED_FIELDS[6:])}),
+        # The process (OBSERVED_FIELDS) is the page's live panel, above the form: bots.botpage.
         ("Record", {"fields": ("created_at", "updated_at")}),
         (
             "Lifecycle",
@@ -173,7 +175,80 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
             context["recent_messages"] = list(
                 ChatMessage.objects.filter(bot_id=obj.pk).order_by("-created_at", "-id")[:RECENT_MESSAGES]
             )
+        if obj is not None:
+            context.update(self.live_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- the bot page: live status, buttons, audit trail (bots.botpage) -----------------
+    def live_context(self, request, bot: Bot) -> dict:
+        # The page is a 404 for a bot the user may not see, so the buttons need OPERATE only.
+        may_audit = access.may(request.user, botpage.VIEW_AUDIT)
+        return {
+            "live": botpage.live_status(bot),
+            "may_operate": self.has_operate_permission(request),
+            "operate_verbs": list(botpage.OPERATE_REQUESTS),
+            "may_audit": may_audit,
+            "audit_trail": botpage.audit_trail(bot) if may_audit else [],
+            "recent_errors": botpage.recent_errors(bot) if may_audit else [],
+        }
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<str:object_id>/live/",
+                self.admin_site.admin_view(self.live_view),
+                name="{}_{}_live".format(*info),
+            ),
+            path(
+                "<str:object_id>/operate/<str:verb>/",
+                self.admin_site.admin_view(self.operate_view),
+                name="{}_{}_operate".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def live_view(self, request, object_id: str) -> JsonResponse:
+        """The bot page's poll: GET, JSON, as permission-checked as the page (403, other teams 404)."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        if not self.has_view_permission(request):
+            detail = "This needs the bots.view_bot permission."
+            return JsonResponse({"error": "permission_denied", "detail": detail}, status=403)
+        bots = self.get_queryset(request).select_related("team").defer("system_prompt")
+        bot = bots.filter(pk=int(object_id)).first() if object_id.isdigit() else None
+        if bot is None:
+            return JsonResponse({"error": "not_found", "detail": "No bot with that id."}, status=404)
+        return JsonResponse(botpage.live_status(bot))
+
+    def operate_view(self, request, object_id: str, verb: str):
+        """The page's Start, Stop and Restart: POST with confirm=yes, else a confirmation page.
+
+        Refused as the list's actions are: without bots.operate_bot a 403 and one
+        bot.<verb>_denied row, before the bot is looked up; another team's bot is a 404.
+        """
+        if verb not in botpage.OPERATE_REQUESTS:
+            raise Http404("No such operation.")
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if not self.has_operate_permission(request):
+            access.audit_denied(verb, request.user, [object_id], request=request)
+            raise PermissionDenied
+        self._visible_or_404(request, [object_id])
+        bots = self.get_queryset(request).filter(pk=int(object_id))
+        if request.POST.get("confirm") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "original": bots.get(),
+                "verb": verb,
+                "title": f"{verb.capitalize()} this bot?",
+            }
+            return TemplateResponse(request, "admin/bots/bot/operate_confirm.html", context)
+        self._apply(request, bots, botpage.OPERATE_REQUESTS[verb], verb)
+        return HttpResponseRedirect(reverse("admin:bots_bot_change", args=[int(object_id)]))
 
     def _apply(self, request, queryset, request_fn: Callable, verb: str) -> None:
         """Call the lifecycle for each selected bot and report each bot's result."""
@@ -190,15 +265,15 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
 
     @admin.action(description="Start selected bots", permissions=["operate"])
     def start_bots(self, request, queryset) -> None:
-        self._apply(request, queryset, lifecycle.request_start, "start")
+        self._apply(request, queryset, botpage.OPERATE_REQUESTS["start"], "start")
 
     @admin.action(description="Stop selected bots", permissions=["operate"])
     def stop_bots(self, request, queryset) -> None:
-        self._apply(request, queryset, lifecycle.request_stop, "stop")
+        self._apply(request, queryset, botpage.OPERATE_REQUESTS["stop"], "stop")
 
     @admin.action(description="Restart selected bots", permissions=["operate"])
     def restart_bots(self, request, queryset) -> None:
-        self._apply(request, queryset, lifecycle.request_restart, "restart")
+        self._apply(request, queryset, botpage.OPERATE_REQUESTS["restart"], "restart")
 
     def delete_model(self, request, obj: Bot) -> None:
         # The lifecycle stops a bot's process before its row goes, and audits the deletion.

@@ -41,6 +41,9 @@ class AuditLog(models.Model):
             models.Index(fields=["action", "-created_at"], name="audit_action_created_idx"),
             # diagnose's audit_errors: severity = error in the last 24 h; the admin's filter.
             models.Index(fields=["severity", "-created_at"], name="audit_severity_created_idx"),
+            # A bot's trail on its admin page: target = its slug, or LIKE 'bots.bot:<id> %'
+            # (pattern ops, so the prefix match uses it whatever the collation).
+            models.Index(fields=["target"], name="audit_target_idx", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self) -> str:

@@ -1,6 +1,9 @@
 """Headless Chromium (Debian's chromium and chromium-driver) through Selenium, and screenshots.
 
-`browser` is a fresh browser per test. `screenshot(browser, name)` writes
+`browser` is a fresh browser per test. `static_root` is the static files collected once per
+run: with DEBUG off WhiteNoise serves STATIC_ROOT only, so a gunicorn whose pages need their
+CSS and JavaScript is started with gunicorn(STATIC_ROOT=str(static_root)).
+`screenshot(browser, name)` writes
 `var/artefacts/screenshots/<name>.png` on every run (kept after the run, for people and CI
 artefacts); `make screenshots` runs the tests marked `screenshots` and copies the PNGs the
 README shows into docs/screenshots/.
@@ -8,6 +11,8 @@ README shows into docs/screenshots/.
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +27,19 @@ from selenium.webdriver.support.ui import WebDriverWait
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTEFACTS = Path(settings.BASE_DIR) / "var" / "artefacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def static_root(tmp_path_factory) -> Path:
+    """`manage.py collectstatic` into a directory of this run (once; removed with pytest's tmp)."""
+    from tests.support.procs import PYTHON, ROOT
+
+    root = tmp_path_factory.mktemp("static")
+    env = {**os.environ, "STATIC_ROOT": str(root)}
+    args = [PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"]
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return root
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from django.urls import reverse
 
 from bots.access import CHAT, MANAGE_ALL, OPERATE
 from bots.admin import OPERATE_ACTIONS, BotAdmin
+from bots.botpage import OPERATE_REQUESTS, VIEW_AUDIT
 from bots.models import Bot, ChatMessage, DesiredState
 from deia.flags import starts_frozen
 from ops.admin import REMEDIES, REMEDY_NEEDS
@@ -67,6 +68,10 @@ class Case:
 
 def _change(bot: Bot) -> str:
     return reverse("admin:bots_bot_change", args=[bot.pk])
+
+
+def _live(bot: Bot) -> str:
+    return reverse("admin:bots_bot_live", args=[bot.pk])
 
 
 def _message(bot: Bot) -> str:
@@ -153,6 +158,30 @@ def _bot_action(action: str, verb: str) -> Case:
         data=lambda bot: {"action": action, "_selected_action": [bot.pk]},
         audited_verb=verb,
     )
+
+
+def _page_button(verb: str) -> Case:
+    return Case(
+        f"bot page button {verb}",
+        "post",
+        lambda bot: reverse("admin:bots_bot_operate", args=[bot.pk, verb]),
+        (OPERATE,),
+        _operated(verb),
+        base=(VIEW_BOT,),
+        data=lambda bot: {"confirm": "yes"},
+        audited_verb=verb,
+    )
+
+
+def _live_json(response, bot, user) -> None:
+    assert response.status_code == 200
+    assert response.json()["id"] == bot.pk and response.json()["status"] == bot.status
+
+
+def _no_audit_trail_shown(response, bot) -> None:
+    text = response.content.decode()
+    assert response.status_code == 200 and bot.name in text
+    assert 'id="bot-audit"' not in text and 'id="bot-errors"' not in text
 
 
 # Each Operations button: its form data and what it does when allowed.
@@ -247,6 +276,17 @@ CASES = [
         base=(VIEW_BOT,),
         refused=_no_messages_shown,
     ),
+    Case("bot page live status", "get", _live, (VIEW_BOT,), _live_json),
+    *(_page_button(verb) for verb in OPERATE_REQUESTS),
+    Case(
+        "bot page audit trail",
+        "get",
+        _change,
+        (VIEW_AUDIT,),
+        _page_of(lambda bot: 'id="bot-audit"'),
+        base=(VIEW_BOT,),
+        refused=_no_audit_trail_shown,
+    ),
     Case(
         "chat message list", "get", lambda bot: "/admin/bots/chatmessage/", (CHAT,), _messages_listed, bot_scoped=False
     ),
@@ -268,6 +308,8 @@ SCOPED = [case for case in CASES if case.bot_scoped]
 def test_the_table_covers_every_bot_action_and_every_operations_button():
     actions = {case.name.removeprefix("action ") for case in CASES if case.name.startswith("action ")}
     assert actions == {*BotAdmin.actions, "delete_selected"}
+    buttons = {case.name.removeprefix("bot page button ") for case in CASES if case.name.startswith("bot page button ")}
+    assert buttons == set(OPERATE_REQUESTS)
     assert set(BUTTONS) == set(REMEDIES)
 
 
