@@ -250,7 +250,8 @@ PROMQL: dict[Figure, str] = {
         f'{{{{view!~"{LATENCY_VIEWS_LEFT_OUT}"}}}}[{{w}}])))'
     ),
     Figure.API_ERROR_RATIO: (
-        'sum(rate(django_http_responses_total_by_status_total{{status=~"5.."}}[{w}]))'
+        # No 5xx series at all is no error (the recording rule gives nothing then).
+        '(sum(rate(django_http_responses_total_by_status_total{{status=~"5.."}}[{w}])) or on() vector(0))'
         " / sum(rate(django_http_responses_total_by_status_total[{w}]))"
     ),
     Figure.REQUEST_RATE: "sum(rate(django_http_requests_total_by_method_total[{w}]))",
