@@ -294,7 +294,7 @@ def compute(now: datetime | None = None) -> Overview:
             target=TARGETS[Figure.MESSAGE_P95].warn,
         ),
         line_chart(
-            reader.series(Figure.BOTS_BY_STATUS, day, timedelta(minutes=15), now),
+            _seen(reader.series(Figure.BOTS_BY_STATUS, day, timedelta(minutes=15), now)),
             title="Bots by status, last day",
             unit="bots",
         ),
@@ -306,6 +306,11 @@ def compute(now: datetime | None = None) -> Overview:
     ]
     name = f"Prometheus ({settings.PROMETHEUS_URL})" if settings.PROMETHEUS_URL else "the application's own samples"
     return Overview(tiles, charts, problems, jobs, name, reader.error, now)
+
+
+def _seen(series: dict) -> dict:
+    """Only the statuses some bot had during the day: six flat zero lines say nothing."""
+    return {label: points for label, points in series.items() if any(v for _, v in points)}
 
 
 def _per_minute(series: dict) -> dict:
