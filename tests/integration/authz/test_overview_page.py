@@ -15,6 +15,7 @@ from bots.access import MANAGE_ALL
 from bots.models import Bot, Status
 from ops.console import overview, samples
 from ops.diagnose import CACHE_KEY as DIAGNOSE_KEY
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.django_db
 INDEX = reverse("admin:index")
@@ -133,3 +134,12 @@ def test_the_model_list_has_its_own_page(admin_as, make_user):
 )
 def test_levels_at_the_thresholds(figure, value, level):
     assert overview.TARGETS[overview.Figure(figure)].level(value) == level
+
+
+def test_an_unreachable_prometheus_is_said_once_and_its_figures_are_no_data(admin_as, make_user, settings):
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
+    html = admin_as(make_user(VIEW)).get(INDEX).content.decode()
+    assert 'id="console-source-error"' in html and "did not answer" in html
+    assert tile(html, "availability_24 h") == ("none", "No data", "no data")
+    # What the application knows itself is still there.
+    assert tile(html, "failing_jobs")[:2] == ("ok", "Good")
