@@ -26,6 +26,7 @@ from bots import access
 from bots.models import Status
 from deia.adapters.django import connection_pool
 from deia.flags import starts_frozen
+from deia.redact import redact
 from ops.console.charts import format_value, line_chart
 from ops.console.figures import Figure, Source, SourceError, source
 from ops.diagnose.cached import cached_diagnose
@@ -305,7 +306,8 @@ def compute(now: datetime | None = None) -> Overview:
         ),
     ]
     name = f"Prometheus ({settings.PROMETHEUS_URL})" if settings.PROMETHEUS_URL else "the application's own samples"
-    return Overview(tiles, charts, problems, jobs, name, reader.error, now)
+    # A URL may carry a password (http://user:pass@host): never on the page.
+    return Overview(tiles, charts, problems, jobs, redact(name), redact(reader.error), now)
 
 
 def _seen(series: dict) -> dict:

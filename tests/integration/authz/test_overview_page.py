@@ -137,9 +137,10 @@ def test_levels_at_the_thresholds(figure, value, level):
 
 
 def test_an_unreachable_prometheus_is_said_once_and_its_figures_are_no_data(admin_as, make_user, settings):
-    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
+    settings.PROMETHEUS_URL = f"http://scraper:s3cret-pass@127.0.0.1:{free_port()}"
     html = admin_as(make_user(VIEW)).get(INDEX).content.decode()
     assert 'id="console-source-error"' in html and "did not answer" in html
+    assert "s3cret-pass" not in html
     assert tile(html, "availability_24 h") == ("none", "No data", "no data")
     # What the application knows itself is still there.
     assert tile(html, "failing_jobs")[:2] == ("ok", "Good")
