@@ -25,7 +25,8 @@ Definitions (both sources; the operations guide's targets: availability 99.5 %, 
 200 ms, error rate 0.5 %, message p95 500 ms):
 - availability: the share of sampled minutes in which the web answered /health/ready
   with 200 (every dependency check ok). Stored: the sampler probes it once a minute.
-  Prometheus: each minute, the web is up and min(deia_health_check_up) is 1.
+  Prometheus: each minute (every 10 s in windows under an hour), the web is up and
+  min(deia_health_check_up) is 1.
 - API p95 and error ratio: over web responses; the p95 leaves out the chat relay,
   /health* and scrapes, as the recording rule deia_web:http_request_duration_seconds:p95_rate5m.
 - p95 from histogram buckets, interpolated linearly inside the bucket as Prometheus'
