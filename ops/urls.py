@@ -8,6 +8,7 @@ from django.urls import include, path
 
 from bots import sd
 from ops import views as ops_views
+from ops.console import pages
 
 admin.site.site_header = "DEIA Bot Controller"
 admin.site.site_title = "DEIA Bot Controller"
@@ -18,6 +19,7 @@ urlpatterns = [
     path("health/<str:check>", ops_views.health_check, name="health-check"),
     path("metrics", ops_views.metrics, name="metrics"),
     path("api/prometheus/targets", sd.targets, name="prometheus-targets"),
+    path("admin/ops/capacity/", admin.site.admin_view(pages.capacity_view), name="ops-capacity"),
     path("admin/", admin.site.urls),
     path("", include("bots.urls")),
 ]
