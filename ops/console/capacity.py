@@ -157,6 +157,17 @@ def messages_trigger(this_week: float | None, last_week: float | None) -> Trigge
 
 
 # --- series and projections -------------------------------------------------------------
+def human_bytes(size: float | None) -> str | None:
+    if size is None:
+        return None
+    sign, size = ("-" if size < 0 else ""), abs(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
+        size /= 1024
+    return None
+
+
 Point = tuple[datetime, float]
 
 
@@ -192,6 +203,12 @@ class Projection:
     @property
     def total(self) -> float:
         return sum(v for _, v in self.points)
+
+    def shown(self, value: float | None) -> str:
+        """A value of this projection in words: sizes in KiB/MiB/GiB, counts to one decimal."""
+        if value is None:
+            return "no data"
+        return human_bytes(value) if self.unit == "bytes" else f"{value:.1f}"
 
     @classmethod
     def of(cls, name: str, unit: str, points: list[Point], at: datetime) -> Projection:
@@ -265,6 +282,17 @@ class BackupDisk:
     @property
     def days_until_full(self) -> float | None:
         return None if self.free_bytes is None else days_until_full(self.free_bytes, self.growth_per_day)
+
+    @property
+    def full_in(self) -> str:
+        days = self.days_until_full
+        if self.free_bytes is None:
+            return f"no data: {self.why_missing}"
+        if days is None:
+            return "never at the current rate: the folder is not growing"
+        if days > 3650:
+            return "more than ten years at the current rate"
+        return f"{days:.0f} days at the current rate"
 
 
 def backup_disk(now: datetime, window_days: int = 14) -> BackupDisk:

@@ -19,8 +19,7 @@ from django.views.decorators.cache import never_cache
 from markdown_it import MarkdownIt
 
 from deia.admin import ReadOnlyAdmin
-from ops.console.capacity import assess
-from ops.console.reports import human_bytes
+from ops.console.capacity import Projection, assess
 from ops.models import Report
 
 VIEW = "ops.view_operations"
@@ -46,9 +45,14 @@ def capacity_view(request: HttpRequest) -> HttpResponse:
         **admin.site.each_context(request),
         "title": "Capacity",
         "capacity": capacity,
-        "database_now": human_bytes(capacity.database.now) if capacity.database else None,
+        "storage": [_storage_row(p) for p in capacity.storage],
     }
     return TemplateResponse(request, "admin/ops/capacity.html", context)
+
+
+def _storage_row(p: Projection) -> list:
+    trend = "no trend yet (needs two measurements)" if p.slope_per_day is None else f"{p.shown(p.slope_per_day)} a day"
+    return [p.name, len(p.points), p.shown(p.now), trend, p.shown(p.in_30_days), p.shown(p.in_90_days)]
 
 
 class ReportAdmin(ReadOnlyAdmin):

@@ -31,6 +31,7 @@ from bots.models import Bot, ChatMessage, Role
 from deia.audit_actions import Action
 from deia.models import AuditLog
 from deia.probes.services import probe_disk
+from ops.console.capacity import human_bytes
 from ops.maintenance.runs import JobFailed, Outcome
 from ops.models import MaintenanceRun, Report
 
@@ -303,17 +304,6 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return [*lines, ""]
-
-
-def human_bytes(size: float | None) -> str | None:
-    if size is None:
-        return None
-    sign, size = ("-" if size < 0 else ""), abs(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{sign}{size:.0f} {unit}" if unit == "B" else f"{sign}{size:.1f} {unit}"
-        size /= 1024
-    return None
 
 
 def _percent(ratio: float | None, digits: int = 2) -> str | None:

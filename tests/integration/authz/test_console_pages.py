@@ -20,7 +20,7 @@ from bots.models import ChatMessage
 from ops.console.reports import make_report, parse_month
 from ops.models import Report
 from tests.integration.authz.matrix import audit_rows
-from tests.integration.console.conftest import WEEK, at
+from tests.plugins.console import WEEK, at
 
 pytestmark = pytest.mark.django_db
 VIEW_OPS = "ops.view_operations"

@@ -9,7 +9,7 @@ import pytest
 
 from bots.models import Backend, Bot, ChatMessage, Role
 from ops.console.capacity import State, assess, backup_disk
-from tests.integration.console.conftest import run
+from tests.plugins.console import run
 
 pytestmark = pytest.mark.django_db
 

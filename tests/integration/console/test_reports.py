@@ -12,7 +12,7 @@ from deia.models import AuditLog
 from ops import maintenance
 from ops.console.reports import gather, make_report, render_markdown
 from ops.models import MaintenanceRun, Report
-from tests.integration.console.conftest import WEEK
+from tests.plugins.console import WEEK
 from tests.support.procs import PYTHON, ROOT, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

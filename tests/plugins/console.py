@@ -1,5 +1,6 @@
-"""Known data for the reports and the capacity page: a week (2026-W47) with known messages,
-crashes, backups, restore checks, database sizes and a failed job."""
+"""Known data for the reports and the capacity page, shared by the integration and e2e suites:
+a week (2026-W47) with known messages, crashes, backups, restore checks, database sizes and
+a failed job."""
 
 from __future__ import annotations
 
