@@ -27,13 +27,15 @@ class DeiaConfig(AppConfig):
     def connect(self) -> None:
         from django.core.signals import request_finished
 
-        from deia import checks, signals
+        from deia import checks, signals, traffic
         from deia.metrics import update_pool_gauges
 
         checks.register_all()
         signals.connect_all()
         # After Django's own request_finished receiver has put the connection back in the pool.
         request_finished.connect(update_pool_gauges, dispatch_uid="deia.update_pool_gauges")
+        # This process's per-minute traffic figures go to their sinks at most every few seconds.
+        request_finished.connect(traffic.flush_if_due, dispatch_uid="deia.traffic.flush_if_due")
         if self.apps.is_installed("django.contrib.admin"):
             from deia.admin_audit import audit_every_model_admin
 

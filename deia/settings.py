@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "deia.proxies.ForwardedHeadersMiddleware",
     "deia.inline_middleware.PrometheusBeforeMiddleware",
+    # Per-minute request figures kept in memory for the System Overview (deia/traffic.py).
+    "deia.traffic.TrafficMiddleware",
     "deia.middleware.RequestLogMiddleware",
     "deia.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -215,6 +217,8 @@ CHAT_RETENTION_DAYS = _retention or None
 METRICS_ALLOWED_CIDRS = env.cidrs("METRICS_ALLOWED_CIDRS", ["127.0.0.0/8", "::1/128"])
 METRICS_TOKEN = env.secret("METRICS_TOKEN")
 PROMETHEUS_MULTIPROC_DIR = env.raw("PROMETHEUS_MULTIPROC_DIR")
+# The System Overview's figures come from this Prometheus' query API when set, else from the app's own samples.
+PROMETHEUS_URL = env.url("PROMETHEUS_URL", "", ("http", "https")) if env.raw("PROMETHEUS_URL") else None
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", 2.0, minimum=0.1)
 # `manage.py setup` creates this admin once; the password is generated and printed if unset.
 DEIA_ADMIN_USER = env.str("DEIA_ADMIN_USER", "admin")

@@ -10,4 +10,9 @@ class OpsConfig(AppConfig):
 
     def ready(self) -> None:
         # Declare the metrics the web exports: the backup's, and the maintenance runs' (labelled by job).
+        # The web's per-minute traffic figures are stored for the System Overview (ops.console).
+        from deia import traffic
         from ops import maintenance, metrics  # noqa: F401
+        from ops.console.samples import store_traffic
+
+        traffic.add_sink(store_traffic)

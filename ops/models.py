@@ -82,3 +82,6 @@ class Report(models.Model):
     @property
     def filename(self) -> str:
         return f"deia-{self.kind}-report-{self.period_start:%Y-%m-%d}.md"
+
+
+from ops.console.models import Sample  # noqa: E402,F401  (the System Overview's history, ops.console)

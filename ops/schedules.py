@@ -61,6 +61,15 @@ SCHEDULES: tuple[Schedule, ...] = (
         expire_seconds=10,
     ),
     *(Schedule.of(job) for job in JOBS.values()),
+    # The System Overview's own history (ops.console.sampling); quick, so on the bots queue.
+    Schedule(
+        "sample figures",
+        "ops.console.sample_figures",
+        "bots",
+        every_seconds=60,
+        description="every minute",
+        expire_seconds=60,
+    ),
 )
 
 # The only tasks a periodic task may run: the reconcile and the maintenance jobs above. The

@@ -48,7 +48,7 @@ def test_every_registered_job_has_a_task_a_schedule_metric_labels_and_commands()
         assert (name,) in MAINTENANCE_LAST_SUCCESS.initial
         assert commands[name] == "ops", name  # `manage.py <job>`, as documented
         assert load_command_class("ops", name).job is job
-    assert set(schedules) == {"bots.tasks.reconcile_all"}
+    assert set(schedules) == {"bots.tasks.reconcile_all", "ops.console.sample_figures"}
     assert len(MAINTENANCE_RUNS.initial) == 3 * len(JOBS) and commands["maintenance"] == "ops"
 
 

@@ -101,7 +101,8 @@ def test_nor_add_change_or_delete_a_schedule(admin_as, scheduler, model):
 def test_the_task_choices_are_the_reconcile_and_the_maintenance_jobs_only(admin_client):
     form = admin_client.get(ADD).context["adminform"].form
     assert [value for value, _ in form.fields["task"].choices] == list(SCHEDULABLE_TASKS)
-    assert set(SCHEDULABLE_TASKS) == {"bots.tasks.reconcile_all", *(f"ops.tasks.{job}" for job in JOBS)}
+    expected = {"bots.tasks.reconcile_all", "ops.console.sample_figures", *(f"ops.tasks.{job}" for job in JOBS)}
+    assert set(SCHEDULABLE_TASKS) == expected
     assert "regtask" not in form.fields
 
 

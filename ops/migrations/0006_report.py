@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ops', '0004_records_move_to_deia'),
+        ('ops', '0005_console_sample'),
     ]
 
     operations = [
