@@ -29,6 +29,7 @@ from prometheus_client import ProcessCollector
 
 from bots.models import ChatMessage, Role
 from deia.probes.services import probe_disk
+from ops.console.figures import Figure, PrometheusSource, Source, SourceError, source
 from ops.diagnose.database import connection_usage
 from ops.diagnose.host import memory_kib
 from ops.metrics import WebProcessesCollector
@@ -128,10 +129,10 @@ def growth(this: float | None, last: float | None) -> float | None:
     return round(this / last - 1, 9)  # 110 over 100 is 10 %, not 10.000000000000009 %
 
 
-def p95_trigger(this_week: float | None, last_week: float | None, source: str) -> Trigger:
+def p95_trigger(this_week: float | None, last_week: float | None, source: str, why_missing: str = "") -> Trigger:
     change = growth(this_week, last_week)
     if change is None:
-        text = "needs the API p95 of this week and of the week before"
+        text = why_missing or "needs the API p95 of this week and of the week before"
     else:
         text = f"{this_week * 1000:.0f} ms this week, {last_week * 1000:.0f} ms the week before ({change:+.0%})"
     threshold = "up more than 10 % week over week"
@@ -354,6 +355,40 @@ def weekly_messages(now: datetime) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
+# The web's CPU, each minute of the last 30 the 5-minute rate, summed over its processes
+# (one series per pid): the smallest of them is what it has sustained for 30 minutes.
+WEB_CPU_SUSTAINED = 'min_over_time(sum(rate(process_cpu_seconds_total{job="deia-web"}[5m]))[30m:1m])'
+
+
+def source_name(src: Source) -> str:
+    return "Prometheus (PROMETHEUS_URL)" if isinstance(src, PrometheusSource) else "the application's own samples"
+
+
+def web_cpu(src: Source) -> tuple[float | None, str, str]:
+    """(fraction of this host's cores, source, why missing): Prometheus' 30 minutes, else the processes' lifetime."""
+    if not isinstance(src, PrometheusSource):
+        return web_cpu_since_start(), "the web processes' CPU time since they started (no Prometheus)", ""
+    what = f"Prometheus: {WEB_CPU_SUSTAINED}, over {os.cpu_count() or 1} cores"
+    try:
+        result = src.query("query", {"query": WEB_CPU_SUSTAINED})
+    except SourceError as exc:
+        return None, what, str(exc)
+    if not result:
+        return None, what, "Prometheus has no process_cpu_seconds_total of job deia-web for the last 30 minutes"
+    return float(result[0]["value"][1]) / (os.cpu_count() or 1), what, ""
+
+
+def api_p95_weeks(src: Source, now: datetime) -> tuple[float | None, float | None, str, str]:
+    """The API's p95 over the last 7 days and the 7 before, from the figures source (+ why missing)."""
+    week = timedelta(days=7)
+    try:
+        this = src.scalar(Figure.API_P95, now - week, now)
+        last = src.scalar(Figure.API_P95, now - 2 * week, now - week)
+    except SourceError as exc:
+        return None, None, source_name(src), str(exc)
+    return this, last, source_name(src), ""
+
+
 @dataclass
 class Capacity:
     at: datetime
@@ -376,22 +411,19 @@ class Capacity:
 def assess(
     now: datetime | None = None,
     *,
-    cpu: tuple[float | None, str, str] | None = None,
-    api_p95: tuple[float | None, float | None, str] = (None, None, "no source of API latency"),
+    src: Source | None = None,
     history_days: int = 28,
 ) -> Capacity:
-    """Every trigger and projection, measured now. `cpu` and `api_p95` come from Prometheus when
-    the caller has it: (value, source, why missing) and (this week, last week, source)."""
+    """Every trigger and projection, measured now; CPU and the API's p95 from the figures source."""
     now = now or timezone.now()
-    if cpu is None:
-        cpu = (web_cpu_since_start(), "the web processes' CPU time since they started (no Prometheus)", "")
+    src = src or source()
     this_week, last_week = weekly_messages(now)
     used, limit = connections()
     triggers = [
-        cpu_trigger(*cpu),
+        cpu_trigger(*web_cpu(src)),
         memory_trigger(memory_used()),
         connections_trigger(used, limit),
-        p95_trigger(*api_p95),
+        p95_trigger(*api_p95_weeks(src, now)),
         messages_trigger(this_week, last_week),
     ]
     first = (now - timedelta(days=history_days)).date() + timedelta(days=1)

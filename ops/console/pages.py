@@ -20,9 +20,11 @@ from markdown_it import MarkdownIt
 
 from deia.admin import ReadOnlyAdmin
 from ops.console.capacity import Projection, assess
+from ops.console.charts import line_chart
 from ops.models import Report
 
 VIEW = "ops.view_operations"
+CHART_BOTS = 7  # lines in the messages chart (the palette's colours)
 
 # CommonMark with tables; raw HTML in a report (a bot's name is an operator's text) is shown, not run.
 MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
@@ -46,8 +48,22 @@ def capacity_view(request: HttpRequest) -> HttpResponse:
         "title": "Capacity",
         "capacity": capacity,
         "storage": [_storage_row(p) for p in capacity.storage],
+        "charts": _charts(capacity),
     }
     return TemplateResponse(request, "admin/ops/capacity.html", context)
+
+
+def _charts(capacity) -> dict:
+    """The messages per bot and the database's size as SVG charts (each with its text alternative)."""
+    charts = {}
+    if capacity.messages:
+        busiest = {p.name: p.points for p in capacity.messages[:CHART_BOTS]}
+        title = f"Messages per day, the {len(busiest)} busiest bots, last {capacity.history_days} days"
+        charts["messages"] = line_chart(busiest, title=title, unit="")
+    if capacity.database and len(capacity.database.points) > 1:
+        title = "Database size (db_report runs and now)"
+        charts["database"] = line_chart({"database": capacity.database.points}, title=title, unit="bytes")
+    return charts
 
 
 def _storage_row(p: Projection) -> list:

@@ -10,6 +10,7 @@ import pytest
 
 from bots.models import Backend, Bot, ChatMessage, Role
 from deia.models import AuditLog
+from ops.console import samples
 from ops.console.reports import Period
 from ops.models import MaintenanceRun
 
@@ -71,4 +72,20 @@ def known_week(db) -> dict:
     run("db_report", at(9, 5), database_bytes=10 * 1048576)  # before the week: its start
     run("db_report", at(16, 5), database_bytes=12 * 1048576)
     run("vacuum", at(16, 5), status="failed")
+    # The System Overview's own samples (hourly roll-ups): 990 of 1000 minutes healthy,
+    # 2 errors in 1000 requests, every request within 100 ms; an unhealthy hour the week after.
+    samples.upsert(
+        [
+            (at(17, 0), 3600, samples.HEALTH_MINUTES, "", 500),
+            (at(17, 0), 3600, samples.HEALTH_OK, "", 500),
+            (at(18, 0), 3600, samples.HEALTH_MINUTES, "", 500),
+            (at(18, 0), 3600, samples.HEALTH_OK, "", 490),
+            (at(18, 0), 3600, samples.REQUESTS, "", 1000),
+            (at(18, 0), 3600, samples.ERRORS, "", 2),
+            (at(18, 0), 3600, samples.LATENCY, "0.1", 1000),
+            (at(24, 0), 3600, samples.HEALTH_MINUTES, "", 60),
+            (at(24, 0), 3600, samples.HEALTH_OK, "", 0),
+        ],
+        add=False,
+    )
     return {"support": support, "sales": sales}

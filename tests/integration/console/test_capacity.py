@@ -6,10 +6,15 @@ import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
+from django.utils import timezone
 
 from bots.models import Backend, Bot, ChatMessage, Role
+from ops.console import samples
 from ops.console.capacity import State, assess, backup_disk
+from ops.console.figures import PrometheusSource
 from tests.plugins.console import run
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -57,8 +62,31 @@ def test_the_live_figures_are_measured_here():
     assert t["memory"].state != State.NO_DATA and "of the host's memory in use" in t["memory"].value
     # Without Prometheus: this process's CPU time since it started, never a made-up zero.
     assert t["cpu"].state != State.NO_DATA and "no Prometheus" in t["cpu"].source
-    # The API's p95 needs a source of latency over two weeks.
-    assert t["api_p95"].state == State.NO_DATA
+    # The API's p95 needs a source of latency over two weeks: none sampled here.
+    assert t["api_p95"].state == State.NO_DATA and t["api_p95"].source == "the application's own samples"
+
+
+def latency(days_ago: float, bucket: str, n: int = 100) -> None:
+    samples.upsert([(NOW - timedelta(days=days_ago), 3600, samples.LATENCY, bucket, n)], add=True)
+
+
+@pytest.mark.parametrize(("this_week", "state"), [("0.2", State.HOLDS), ("0.1", State.CLEAR)])
+def test_the_api_p95_rising_week_over_week_holds_the_trigger(this_week, state):
+    latency(10, "0.1")  # the week before: p95 95 ms
+    latency(3, this_week)  # this week: 190 ms (+100 %) or the same
+    trigger = triggers(assess(NOW))["api_p95"]
+    assert trigger.state == state
+    assert trigger.value.startswith(
+        "190 ms this week, 95 ms the week before (+100%)" if state == State.HOLDS else "95 ms"
+    )
+
+
+def test_an_unreachable_prometheus_is_no_data_with_the_reason():
+    src = PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout=2)
+    t = triggers(assess(NOW, src=src))
+    for key in ("cpu", "api_p95"):
+        assert t[key].state == State.NO_DATA and "did not answer" in t[key].value, t[key]
+    assert t["memory"].state != State.NO_DATA  # what is measured here still is
 
 
 def test_messages_per_day_per_bot_are_projected_from_the_stored_days(bot):
@@ -106,3 +134,14 @@ def test_a_backup_disk_that_is_not_growing_is_never_full(settings, tmp_path):
     run("backup", NOW - timedelta(days=3), size=1000)
     run("rotate_backups", NOW - timedelta(days=1), freed_bytes=1000)
     assert backup_disk(NOW).days_until_full is None
+
+
+def test_the_page_charts_messages_per_bot_and_the_database_with_text_alternatives(admin_client, bot):
+    now = timezone.now()
+    for days_ago in (1, 2, 2):
+        ChatMessage.objects.create(bot=bot, role=Role.USER, content="q", created_at=now - timedelta(days=days_ago))
+    run("db_report", now - timedelta(days=7), database_bytes=1000)
+    text = admin_client.get(reverse("ops-capacity")).content.decode()
+    assert 'id="cap-chart-messages"' in text and 'id="cap-chart-database"' in text
+    assert text.count('class="deia-chart" role="img"') == 2
+    assert "Messages per day, the 1 busiest bots, last 28 days" in text  # the text alternative

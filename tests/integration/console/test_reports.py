@@ -45,6 +45,11 @@ def test_a_week_with_known_data_gives_known_figures(known_week):
     assert storage["database_bytes"] == {"start": 10 * 1048576, "end": 12 * 1048576, "change": 2 * 1048576}
     assert storage["backup_bytes"] == {"start": 1000, "end": 1500, "change": 500}
     assert sorted(r["job"] for r in figures["maintenance_failures"]) == ["backup", "vacuum"]
+    service = figures["service"]
+    assert service["source"] == "the application's own samples"
+    assert (service["availability"], service["api_error_ratio"]) == (0.99, 0.002)
+    assert service["api_p95_seconds"] == pytest.approx(0.095)  # interpolated in the 100 ms bucket
+    assert service["message_p95_seconds"] is None  # no sample of it: no data, not 0
 
 
 def test_the_markdown_says_it_in_words(known_week):
@@ -59,7 +64,10 @@ def test_the_markdown_says_it_in_words(known_week):
     assert "## Restore checks\n\n1 of 1 succeeded." in text
     assert "| Database | 10.0 MiB | 12.0 MiB | 2.0 MiB |" in text
     assert "| vacuum | 2026-11-16 05:00 | vacuum failed |" in text
-    assert "| Availability |" in text and "| 99.5 % |" in text
+    assert "| Availability | 99.000 % | 99.5 % | MISSED |" in text
+    assert "| API p95 latency | 95 ms | 200 ms | met |" in text
+    assert "| API error rate | 0.20 % | 0.5 % | met |" in text
+    assert "| Message p95 latency | no data | 500 ms | no data |" in text
 
 
 def test_the_job_records_a_run_a_report_and_one_audit_row_and_replaces_the_periods_report(known_week):
@@ -124,6 +132,13 @@ def test_a_mail_that_cannot_be_sent_fails_the_run_and_keeps_the_report(known_wee
     assert Report.objects.count() == 1
     [row] = AuditLog.objects.filter(action__startswith="maintenance.")
     assert row.action == "maintenance.weekly_report_error" and row.details["report"] == Report.objects.get().pk
+
+
+def test_a_prometheus_that_does_not_answer_leaves_the_service_figures_without_data(known_week, settings):
+    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
+    service = gather(WEEK)["service"]
+    assert service["source"].startswith("Prometheus (PROMETHEUS_URL), which did not answer (Prometheus at http://")
+    assert service["availability"] is None and service["api_p95_seconds"] is None
 
 
 def test_an_unknown_kind_is_refused_and_changes_nothing(known_week):
