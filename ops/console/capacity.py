@@ -12,6 +12,7 @@ max_connections, API p95 up more than 10 % week over week, messages per day up m
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -373,9 +374,10 @@ def web_cpu(src: Source) -> tuple[float | None, str, str]:
         result = src.query("query", {"query": WEB_CPU_SUSTAINED})
     except SourceError as exc:
         return None, what, str(exc)
-    if not result:
+    value = float(result[0]["value"][1]) if result else math.nan
+    if not math.isfinite(value):
         return None, what, "Prometheus has no process_cpu_seconds_total of job deia-web for the last 30 minutes"
-    return float(result[0]["value"][1]) / (os.cpu_count() or 1), what, ""
+    return value / (os.cpu_count() or 1), what, ""
 
 
 def api_p95_weeks(src: Source, now: datetime) -> tuple[float | None, float | None, str, str]:
