@@ -303,9 +303,7 @@ def backup_disk(now: datetime, window_days: int = 14) -> BackupDisk:
     written = sum(v for _, v in run_series("backup", "size", since))
     freed = sum(v for _, v in run_series("rotate_backups", "freed_bytes", since))
     folder = settings.BACKUP_DIR
-    # Before the first backup the folder may not exist: its nearest existing parent is the file system.
-    probe_at = next((p for p in (folder, *folder.parents) if p.exists()), folder)
-    result = probe_disk(probe_at)
+    result = probe_disk(folder)  # before the first backup: the file system it will be on
     if not result.ok:
         return BackupDisk(str(folder), None, None, written, freed, window_days, str(result.detail))
     facts = result.facts

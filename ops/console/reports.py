@@ -265,11 +265,11 @@ def _first_last(job: str, key: str, period: Period) -> dict[str, Any]:
 
 
 def _storage(period: Period) -> dict[str, Any]:
-    disk = probe_disk(settings.BACKUP_DIR) if settings.BACKUP_DIR.exists() else None
+    disk = probe_disk(settings.BACKUP_DIR)
     return {
         "database_bytes": _first_last("db_report", "database_bytes", period),
         "backup_bytes": _first_last("backup", "size", period),
-        "backup_disk_free_bytes": disk.facts.get("free_bytes") if disk is not None and disk.ok else None,
+        "backup_disk_free_bytes": disk.facts.get("free_bytes") if disk.ok else None,
     }
 
 

@@ -44,6 +44,7 @@ def test_a_week_with_known_data_gives_known_figures(known_week):
     storage = figures["storage"]
     assert storage["database_bytes"] == {"start": 10 * 1048576, "end": 12 * 1048576, "change": 2 * 1048576}
     assert storage["backup_bytes"] == {"start": 1000, "end": 1500, "change": 500}
+    assert storage["backup_disk_free_bytes"] > 0  # BACKUP_DIR's file system, made or not
     assert sorted(r["job"] for r in figures["maintenance_failures"]) == ["backup", "vacuum"]
     service = figures["service"]
     assert service["source"] == "the application's own samples"
