@@ -119,7 +119,7 @@ def line_chart(
     chart_id = f"chart-{next(_ids)}"
     text = summary(series, title=title, unit=unit)
     points = [p for ps in series.values() for p in ps]
-    left, right, top, bottom = 64, 8, 8, 36 if len(series) <= 1 else 52
+    left, right, top, bottom = 80, 8, 8, 36 if len(series) <= 1 else 52
     plot_w, plot_h = width - left - right, height - top - bottom
     parts: list[SafeString] = []
     if points:
@@ -229,4 +229,6 @@ def line_chart(
         title,
         _table(series, unit) if points else "",
     )
-    return format_html('<figure class="deia-chart-figure">{}{}</figure>', svg, alternative)
+    return format_html(
+        '<figure class="deia-chart-figure"><figcaption>{}</figcaption>{}{}</figure>', title, svg, alternative
+    )

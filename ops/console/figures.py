@@ -81,14 +81,19 @@ def source() -> Source:
 
 
 # --- arithmetic shared by the stored source (pure functions, tested on known data) --------
-def histogram_quantile(q: float, buckets: dict[str, float]) -> float | None:
-    """The q-quantile of per-bucket counts {upper bound: count} ("+Inf" for the last), or None."""
-    bounds = sorted(((math.inf if le == "+Inf" else float(le)), n) for le, n in buckets.items())
-    total = sum(n for _, n in bounds)
+def histogram_quantile(q: float, buckets: dict[str, float], bounds: tuple[float, ...] = ()) -> float | None:
+    """The q-quantile of per-bucket counts {upper bound: count} ("+Inf" for the last), or None.
+
+    `bounds` are every upper bound of the histogram, so that a bucket's lower bound is its
+    neighbour's even when that one is empty (and not stored).
+    """
+    counts = {(math.inf if le == "+Inf" else float(le)): n for le, n in buckets.items()}
+    total = sum(counts.values())
     if total <= 0:
         return None
     rank, below, lower = q * total, 0.0, 0.0
-    for upper, n in bounds:
+    for upper in sorted(set(counts) | set(bounds)):
+        n = counts.get(upper, 0.0)
         if n > 0 and below + n >= rank:
             if math.isinf(upper):
                 return lower
@@ -115,6 +120,10 @@ def _buckets(rows: Rows, name: str) -> dict[str, float]:
         if n == name:
             buckets[label] += value
     return buckets
+
+
+def _p95(rows: Rows, name: str) -> float | None:
+    return histogram_quantile(0.95, _buckets(rows, name), samples.BUCKETS[name])
 
 
 def _has(rows: Rows, *names: str) -> bool:
@@ -160,7 +169,7 @@ STORED: dict[Figure, tuple[tuple[str, ...], Callable[[Rows, float], float | None
         (samples.HEALTH_OK, samples.HEALTH_MINUTES),
         lambda rows, _s: _ratio(_total(rows, samples.HEALTH_OK), _total(rows, samples.HEALTH_MINUTES)),
     ),
-    Figure.API_P95: ((samples.LATENCY,), lambda rows, _s: histogram_quantile(0.95, _buckets(rows, samples.LATENCY))),
+    Figure.API_P95: ((samples.LATENCY,), lambda rows, _s: _p95(rows, samples.LATENCY)),
     Figure.API_ERROR_RATIO: (
         (samples.ERRORS, samples.REQUESTS),
         lambda rows, _s: _ratio(_total(rows, samples.ERRORS), _total(rows, samples.REQUESTS)),
@@ -169,11 +178,11 @@ STORED: dict[Figure, tuple[tuple[str, ...], Callable[[Rows, float], float | None
     Figure.MESSAGE_RATE: ((samples.MESSAGES,), _message_rate),
     Figure.MESSAGE_P95: (
         (samples.MESSAGE_LATENCY,),
-        lambda rows, _s: histogram_quantile(0.95, _buckets(rows, samples.MESSAGE_LATENCY)),
+        lambda rows, _s: _p95(rows, samples.MESSAGE_LATENCY),
     ),
     Figure.FIRST_TOKEN_P95: (
         (samples.FIRST_TOKEN,),
-        lambda rows, _s: histogram_quantile(0.95, _buckets(rows, samples.FIRST_TOKEN)),
+        lambda rows, _s: _p95(rows, samples.FIRST_TOKEN),
     ),
     Figure.CACHE_HIT_RATIO: (
         (samples.CACHE_HITS, samples.CACHE_MISSES),
@@ -250,7 +259,8 @@ PROMQL: dict[Figure, str] = {
         f'{{{{view!~"{LATENCY_VIEWS_LEFT_OUT}"}}}}[{{w}}])))'
     ),
     Figure.API_ERROR_RATIO: (
-        'sum(rate(django_http_responses_total_by_status_total{{status=~"5.."}}[{w}]))'
+        # No 5xx series at all is no error (the recording rule gives nothing then).
+        '(sum(rate(django_http_responses_total_by_status_total{{status=~"5.."}}[{w}])) or on() vector(0))'
         " / sum(rate(django_http_responses_total_by_status_total[{w}]))"
     ),
     Figure.REQUEST_RATE: "sum(rate(django_http_requests_total_by_method_total[{w}]))",

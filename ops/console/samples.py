@@ -31,6 +31,17 @@ MESSAGES, MESSAGE_LATENCY, FIRST_TOKEN = "messages", "message_latency", "first_t
 BOTS, DATABASE_BYTES = "bots", "database_bytes"
 GAUGES = frozenset({BOTS, DATABASE_BYTES})
 
+# Upper bounds (seconds) of each stored histogram. Only buckets with counts are stored; the
+# bounds give an empty bucket's place, so a p95 is interpolated from the right lower bound.
+# The message and first-token bounds are the runner's (bots/metrics.py), so both sources agree.
+MESSAGE_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+FIRST_TOKEN_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+BUCKETS: dict[str, tuple[float, ...]] = {
+    LATENCY: traffic.LATENCY_BUCKETS,
+    MESSAGE_LATENCY: MESSAGE_BUCKETS,
+    FIRST_TOKEN: FIRST_TOKEN_BUCKETS,
+}
+
 Row = tuple[datetime, int, str, str, float]  # at, span, name, label, value
 
 

@@ -33,9 +33,7 @@ from ops.console.samples import MINUTE, Row, minute_of
 
 log = logging.getLogger(__name__)
 
-# Bucket bounds (seconds) of the stored message latency: those of the runner's
-# deia_bot_message_processing_seconds (bots/metrics.py), so that both sources agree.
-MESSAGE_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+MESSAGE_BUCKETS = samples.MESSAGE_BUCKETS
 # A sampler that was down catches up this many minutes of messages, no more.
 CATCH_UP_MINUTES = 10
 FIRST_TOKEN_CACHE_KEY = "ops:console:first-token:{bot}:{pid}"  # noqa: S105 - a cache key

@@ -75,3 +75,6 @@ def test_histogram_quantile_matches_prometheus_on_known_buckets():
     assert histogram_quantile(0.95, {"0.1": 90, "0.2": 10}) == 0.15000000000000002
     assert histogram_quantile(0.95, {"0.2": 10, "0.1": 90}) == histogram_quantile(0.95, {"0.1": 90, "0.2": 10})
     assert histogram_quantile(0.99, {"0.5": 50, "+Inf": 50}) == 0.5
+    # With every bound known, an empty (unstored) bucket below is the lower bound.
+    assert histogram_quantile(0.95, {"0.5": 100}, (0.1, 0.3, 0.5, 1.0)) == 0.3 + 0.2 * 0.95
+    assert histogram_quantile(0.95, {"+Inf": 100}, (0.1, 0.3)) == 0.3

@@ -137,10 +137,10 @@ def test_html_in_a_report_is_shown_not_run(admin_as, make_user, report):
     assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
 
-def test_the_operations_page_and_the_ops_index_link_to_capacity_and_reports(admin_as, make_user, settings):
+def test_the_overview_the_operations_page_and_the_ops_index_link_to_capacity_and_reports(admin_as, make_user, settings):
     settings.DIAGNOSE_TIMEOUT = 1
     client = admin_as(make_user(VIEW_OPS))
-    for url in (reverse("admin:ops_operations"), reverse("admin:app_list", args=["ops"])):
+    for url in (reverse("admin:ops_operations"), reverse("admin:app_list", args=["ops"]), reverse("overview")):
         text = client.get(url).content.decode()
         assert f'href="{reverse("ops-capacity")}"' in text, url
         assert f'href="{reverse("admin:ops_report_changelist")}"' in text, url

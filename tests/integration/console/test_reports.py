@@ -49,7 +49,7 @@ def test_a_week_with_known_data_gives_known_figures(known_week):
     service = figures["service"]
     assert service["source"] == "the application's own samples"
     assert (service["availability"], service["api_error_ratio"]) == (0.99, 0.002)
-    assert service["api_p95_seconds"] == pytest.approx(0.095)  # interpolated in the 100 ms bucket
+    assert service["api_p95_seconds"] == pytest.approx(0.0975)  # interpolated in the 50-100 ms bucket
     assert service["message_p95_seconds"] is None  # no sample of it: no data, not 0
 
 
@@ -66,7 +66,7 @@ def test_the_markdown_says_it_in_words(known_week):
     assert "| Database | 10.0 MiB | 12.0 MiB | 2.0 MiB |" in text
     assert "| vacuum | 2026-11-16 05:00 | vacuum failed |" in text
     assert "| Availability | 99.000 % | 99.5 % | MISSED |" in text
-    assert "| API p95 latency | 95 ms | 200 ms | met |" in text
+    assert "| API p95 latency | 98 ms | 200 ms | met |" in text
     assert "| API error rate | 0.20 % | 0.5 % | met |" in text
     assert "| Message p95 latency | no data | 500 ms | no data |" in text
 

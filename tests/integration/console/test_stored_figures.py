@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from deia import traffic
 from ops.console import samples
 from ops.console.figures import Figure, StoredSource
 from ops.console.models import Sample
@@ -39,10 +40,15 @@ def test_the_p95_is_interpolated_inside_its_bucket_as_histogram_quantile_does():
     assert StoredSource().scalar(Figure.API_P95, T0, T0 + 5 * MIN) == pytest.approx(0.15)
 
 
-def test_a_p95_in_the_unbounded_bucket_is_its_lower_bound():
+def test_a_p95_in_the_unbounded_bucket_is_the_highest_bound():
     put(T0, samples.LATENCY, 1, "0.1")
     put(T0, samples.LATENCY, 99, "+Inf")
-    assert StoredSource().scalar(Figure.API_P95, T0, T0 + MIN) == pytest.approx(0.1)
+    assert StoredSource().scalar(Figure.API_P95, T0, T0 + MIN) == max(traffic.LATENCY_BUCKETS)
+
+
+def test_an_empty_bucket_below_still_bounds_the_interpolation():
+    put(T0, samples.LATENCY, 100, "0.5")  # nothing stored for (0.3, ...]: its place is known
+    assert StoredSource().scalar(Figure.API_P95, T0, T0 + MIN) == pytest.approx(0.3 + 0.2 * 0.95)
 
 
 def test_availability_is_the_share_of_sampled_minutes_that_were_healthy():

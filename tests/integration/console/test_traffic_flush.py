@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -10,7 +11,7 @@ from bots.models import Backend, Bot
 from deia import traffic
 from ops.console import samples
 from ops.console.models import Sample
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -78,3 +79,16 @@ def test_a_failing_sink_loses_those_seconds_and_never_the_request(client, clock,
     clock.now += traffic.FLUSH_SECONDS
     assert client.get("/health").status_code == 200
     assert traffic.AGGREGATOR.take() == {}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_web_process_flushes_its_minutes_on_its_own(gunicorn):
+    web = gunicorn(workers=1)
+
+    def flushed() -> bool:
+        httpx.get(f"{web}/health", timeout=10)
+        return Sample.objects.filter(name=samples.REQUESTS).exists()
+
+    # The first flush comes FLUSH_SECONDS after the worker started, on the end of a request.
+    wait_for(flushed, timeout=traffic.FLUSH_SECONDS + 20, interval=0.5, what="the web's first flush")
+    assert Sample.objects.filter(name=samples.REQUESTS).count() >= 1
