@@ -8,6 +8,8 @@ scoped to one's teams. Reports are read-only for everyone: only the jobs write t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -110,6 +112,7 @@ class ReportAdmin(ReadOnlyAdmin):
             "title": str(report),
             "report": report,
             "body": markdown_html(report.body),
+            "chart": _messages_chart(report),
             "opts": self.opts,
         }
         return TemplateResponse(request, "admin/ops/report.html", context)
@@ -119,6 +122,13 @@ class ReportAdmin(ReadOnlyAdmin):
         response = HttpResponse(report.body, content_type="text/markdown; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{report.filename}"'
         return response
+
+
+def _messages_chart(report: Report):
+    """Messages per day of the period, drawn from the stored figures (the Markdown has the table)."""
+    days = report.figures.get("messages", {}).get("per_day", [])
+    points = [(datetime.strptime(d["day"], "%Y-%m-%d").replace(tzinfo=UTC), float(d["messages"])) for d in days]
+    return line_chart({"messages": points}, title="Messages per day", unit="") if points else None
 
 
 def register() -> None:

@@ -58,6 +58,7 @@ def _page(response, report) -> None:
     assert response.status_code == 200
     text = response.content.decode()
     assert "Period: 2026-11-16 to 2026-11-22" in text
+    assert 'id="report-chart"' in text and "Messages per day, 2026-11-16" in text  # the chart's text alternative
     assert "<table>" in text and "blue-bot" in text  # the Markdown, rendered
     assert reverse("admin:ops_report_download", args=[report.pk]) in text
 

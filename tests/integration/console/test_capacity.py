@@ -145,3 +145,13 @@ def test_the_page_charts_messages_per_bot_and_the_database_with_text_alternative
     assert 'id="cap-chart-messages"' in text and 'id="cap-chart-database"' in text
     assert text.count('class="deia-chart" role="img"') == 2
     assert "Messages per day, the 1 busiest bots, last 28 days" in text  # the text alternative
+
+
+def test_the_page_costs_the_same_queries_for_many_bots(admin_client, django_assert_max_num_queries):
+    now = timezone.now()
+    for i in range(12):
+        bot = Bot.objects.create(name=f"Bot {i}", slug=f"bot-{i}", backend=Backend.ECHO)
+        ask(bot, (NOW - now).total_seconds() / 86400 + 1, 2)  # yesterday, whatever NOW is
+    with django_assert_max_num_queries(16):
+        response = admin_client.get(reverse("ops-capacity"))
+    assert len(response.context["capacity"].messages) == 12
