@@ -26,6 +26,7 @@ from bots import access
 from bots.models import Status
 from deia.adapters.django import connection_pool
 from deia.flags import starts_frozen
+from deia.redact import redact
 from ops.console.charts import format_value, line_chart
 from ops.console.figures import Figure, Source, SourceError, source
 from ops.diagnose.cached import cached_diagnose
@@ -250,7 +251,8 @@ def compute(now: datetime | None = None) -> Overview:
             "failing_jobs",
             "Failing maintenance jobs",
             ", ".join(run.job for run in jobs) or "none",
-            Level.CRIT if jobs else Level.OK,
+            # A warning, as the DeiaMaintenanceJobFailed alert (a failed restore check is critical above).
+            Level.WARN if jobs else Level.OK,
             "jobs whose last run failed",
             operations,
             "Operations page",
@@ -305,7 +307,8 @@ def compute(now: datetime | None = None) -> Overview:
         ),
     ]
     name = f"Prometheus ({settings.PROMETHEUS_URL})" if settings.PROMETHEUS_URL else "the application's own samples"
-    return Overview(tiles, charts, problems, jobs, name, reader.error, now)
+    # A URL may carry a password (http://user:pass@host): never on the page.
+    return Overview(tiles, charts, problems, jobs, redact(name), redact(reader.error), now)
 
 
 def _seen(series: dict) -> dict:
@@ -318,10 +321,18 @@ def _per_minute(series: dict) -> dict:
 
 
 def cached() -> Overview:
-    overview = cache.get(CACHE_KEY)
+    """compute()'s result, shared for CACHE_SECONDS; with the cache down (Redis is one of the
+    things the page reports on) every load computes its own."""
+    try:
+        overview = cache.get(CACHE_KEY)
+    except Exception:  # noqa: BLE001 - any cache failure: answer from the figures themselves
+        return compute()
     if not isinstance(overview, Overview):
         overview = compute()
-        cache.set(CACHE_KEY, overview, timeout=CACHE_SECONDS)
+        try:
+            cache.set(CACHE_KEY, overview, timeout=CACHE_SECONDS)
+        except Exception:  # noqa: BLE001,S110 - the figures are good; the next load computes them again
+            pass
     return overview
 
 

@@ -112,8 +112,12 @@ def first_token_rows(at: datetime, bots: Iterable[Bot]) -> list[Row]:
             continue
         now = _first_token_cumulative(response.text)
         key = FIRST_TOKEN_CACHE_KEY.format(bot=bot.pk, pid=bot.pid)
-        before = cache.get(key) or {}
-        cache.set(key, now, timeout=3600)
+        try:
+            before = cache.get(key) or {}
+            cache.set(key, now, timeout=3600)
+        except Exception:  # noqa: BLE001 - without the cache no increase is known: the rest is still sampled
+            log.info("first-token sample skipped: the cache is not answering")
+            return []
         for le, count in now.items():
             # A new process (new pid: a new key) starts from nothing, as Prometheus' increase() does.
             increase[le] = increase.get(le, 0.0) + max(0.0, count - before.get(le, 0.0))

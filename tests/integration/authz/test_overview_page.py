@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
@@ -15,6 +16,7 @@ from bots.access import MANAGE_ALL
 from bots.models import Bot, Status
 from ops.console import overview, samples
 from ops.diagnose import CACHE_KEY as DIAGNOSE_KEY
+from ops.models import MaintenanceRun
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.django_db
@@ -137,9 +139,39 @@ def test_levels_at_the_thresholds(figure, value, level):
 
 
 def test_an_unreachable_prometheus_is_said_once_and_its_figures_are_no_data(admin_as, make_user, settings):
-    settings.PROMETHEUS_URL = f"http://127.0.0.1:{free_port()}"
+    settings.PROMETHEUS_URL = f"http://scraper:s3cret-pass@127.0.0.1:{free_port()}"
     html = admin_as(make_user(VIEW)).get(INDEX).content.decode()
     assert 'id="console-source-error"' in html and "did not answer" in html
+    assert "s3cret-pass" not in html
     assert tile(html, "availability_24 h") == ("none", "No data", "no data")
     # What the application knows itself is still there.
     assert tile(html, "failing_jobs")[:2] == ("ok", "Good")
+
+
+def test_a_job_whose_last_run_failed_is_named_until_it_runs_well(admin_as, make_user):
+    failed = MaintenanceRun.objects.create(
+        job="vacuum", status=MaintenanceRun.Status.FAILED, finished_at=timezone.now(), summary="VACUUM failed"
+    )
+    browser = admin_as(make_user(VIEW))
+    html = browser.get(INDEX).content.decode()
+    assert tile(html, "failing_jobs") == ("warn", "Warning", "vacuum")
+    MaintenanceRun.objects.create(
+        job="vacuum",
+        status=MaintenanceRun.Status.OK,
+        started_at=failed.started_at + timedelta(hours=1),
+        finished_at=failed.started_at + timedelta(hours=1),
+    )
+    cache.delete(overview.CACHE_KEY)
+    assert tile(browser.get(INDEX).content.decode(), "failing_jobs") == ("ok", "Good", "none")
+
+
+def test_the_page_answers_with_the_cache_down(admin_as, make_user):
+    browser = admin_as(make_user(VIEW))
+    down = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+    }
+    with override_settings(CACHES={"default": down}):
+        response = browser.get(INDEX)
+    assert response.status_code == 200 and 'id="console-tiles"' in response.content.decode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import override_settings
 from django.utils import timezone
 
 from bots.models import Backend, Bot, ChatMessage, Role, Status
@@ -87,3 +88,16 @@ def test_a_minute_whose_health_check_fails_lowers_the_availability(settings):
 def test_the_sampler_is_scheduled_every_minute_on_the_quick_queue():
     [schedule] = [s for s in SCHEDULES if s.task == sample_figures.name]
     assert (schedule.every_seconds, schedule.queue) == (60, "bots")
+
+
+def test_without_the_cache_the_minute_is_sampled_but_first_token(chatted_bot):
+    down = {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+    }
+    with override_settings(CACHES={"default": down}):
+        sampling.sample(timezone.now() + timedelta(minutes=1))
+    found = totals()
+    assert found[samples.MESSAGES] == 2 and found[samples.HEALTH_OK] == 1
+    assert samples.FIRST_TOKEN not in found
