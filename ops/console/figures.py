@@ -252,7 +252,7 @@ LATENCY_VIEWS_LEFT_OUT = "bot-messages|health|health-check|metrics|prometheus-ta
 PROMQL: dict[Figure, str] = {
     Figure.AVAILABILITY: (
         "avg_over_time(((min(max by (check) (deia_health_check_up)) or on() vector(0))"
-        ' * on() max(up{{job="deia-web"}}))[{w}:1m])'
+        ' * on() max(up{{job="deia-web"}}))[{w}:{resolution}])'
     ),
     Figure.API_P95: (
         "histogram_quantile(0.95, sum by (le) (rate(django_http_requests_latency_seconds_by_view_method_bucket"
@@ -303,7 +303,13 @@ class PrometheusSource:
         rule = RECORDED.get((figure, window)) if recorded else None
         if rule:
             return rule
-        return PROMQL[figure].format(w=f"{window}s", database=settings.DATABASES["default"]["NAME"])
+        return PROMQL[figure].format(
+            w=f"{window}s",
+            # Availability is counted per minute; a window under an hour (a fresh Prometheus
+            # may not have one whole aligned minute yet) is sampled every 10 s instead.
+            resolution="1m" if window >= 3600 else "10s",
+            database=settings.DATABASES["default"]["NAME"],
+        )
 
     def query(self, path: str, params: dict) -> list[dict]:
         try:
