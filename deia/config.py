@@ -82,6 +82,15 @@ class Env:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
 
+    def emails(self, name: str) -> list[str]:
+        """Comma-separated mail addresses (empty: none); one that is not name@domain is refused."""
+        addresses = self.list(name, [])
+        for address in addresses:
+            local, at, domain = address.partition("@")
+            if not (local and at and domain) or "@" in domain or any(c.isspace() for c in address):
+                raise ConfigError(name, f"not a mail address: {address!r}")
+        return addresses
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.str(name, default)
         if value.lower() not in choices:

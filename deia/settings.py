@@ -243,6 +243,19 @@ DIAGNOSE_MEMORY_WARN_PERCENT = env.float("DIAGNOSE_MEMORY_WARN_PERCENT", 15.0)
 DIAGNOSE_MEMORY_CRIT_PERCENT = env.float("DIAGNOSE_MEMORY_CRIT_PERCENT", 5.0)
 DIAGNOSE_BACKUP_MAX_AGE_HOURS = env.float("DIAGNOSE_BACKUP_MAX_AGE_HOURS", 26.0, minimum=1.0)
 DIAGNOSE_RESTORE_CHECK_MAX_AGE_DAYS = env.float("DIAGNOSE_RESTORE_CHECK_MAX_AGE_DAYS", 35.0, minimum=1.0)
+# The weekly and monthly operations reports are mailed to these addresses (comma-separated;
+# empty: kept in the admin only), through Django's email backend below.
+REPORT_EMAILS = env.emails("REPORT_EMAILS")
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env.secret("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 30, minimum=1)
+# The file-based backend's folder (EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend).
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", f"deia@{HOSTNAME}")
 
 # --- API --------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -20,6 +20,7 @@ from deia.audit import audit, client_ip
 from deia.audit_actions import Action
 from deia.flags import starts_frozen
 from ops import admin_beat, tasks
+from ops.console import pages
 from ops.diagnose import cached_diagnose, overall
 from ops.diagnose import summary as diagnose_summary
 from ops.maintenance import JOBS
@@ -275,3 +276,5 @@ REMEDY_HANDLERS = {
 
 # django-celery-beat's schedules: superusers only, schedulable tasks only (ops.admin_beat).
 admin_beat.register()
+# Reports (read-only) and the capacity page: ops.console.pages.
+pages.register()

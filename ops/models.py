@@ -50,4 +50,38 @@ class MaintenanceRun(models.Model):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class Report(models.Model):
+    """A weekly or monthly operations report, made by the weekly_report / monthly_report jobs.
+
+    `figures` holds what was measured (ops.console.reports.gather); `body` is the Markdown
+    made from them, shown as the report's page, downloaded and mailed as it is. One report
+    per kind and period: making it again replaces it in place (same id, same address).
+    """
+
+    class Kind(models.TextChoices):
+        WEEKLY = "weekly", "Weekly"
+        MONTHLY = "monthly", "Monthly"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    period_start = models.DateField(help_text="First day of the period (UTC)")
+    period_end = models.DateField(help_text="Last day of the period (UTC), included")
+    created_at = models.DateTimeField(default=timezone.now, help_text="When it was made (or last replaced)")
+    body = models.TextField(help_text="Markdown")
+    figures = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-period_start", "kind"]
+        constraints = [
+            # One report per period; also serves the job's "is there one already" lookup.
+            models.UniqueConstraint(fields=["kind", "period_start"], name="report_kind_period_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} report {self.period_start:%Y-%m-%d} to {self.period_end:%Y-%m-%d}"
+
+    @property
+    def filename(self) -> str:
+        return f"deia-{self.kind}-report-{self.period_start:%Y-%m-%d}.md"
+
+
 from ops.console.models import Sample  # noqa: E402,F401  (the System Overview's history, ops.console)

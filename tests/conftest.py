@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.plugins.observability",
     "tests.plugins.maintenance",
     "tests.plugins.browser",
+    "tests.plugins.console",
 ]
 
 

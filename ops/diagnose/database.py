@@ -36,15 +36,20 @@ def check_database() -> Check:
 PG_ONLY = "not PostgreSQL (SQLite)"
 
 
-def check_db_connections() -> Check:
-    if not settings.DATABASE_IS_POSTGRES:
-        return ok("db_connections", PG_ONLY)
+def connection_usage() -> tuple[int, int]:
+    """(client sessions, max_connections) of the PostgreSQL server."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FILTER (WHERE backend_type = 'client backend'), current_setting('max_connections')::int "
             "FROM pg_stat_activity"
         )
-        used, limit = cursor.fetchone()
+        return cursor.fetchone()
+
+
+def check_db_connections() -> Check:
+    if not settings.DATABASE_IS_POSTGRES:
+        return ok("db_connections", PG_ONLY)
+    used, limit = connection_usage()
     percent = 100.0 * used / limit
     return graded(
         "db_connections",

@@ -37,13 +37,20 @@ def check_disk_backups() -> Check:
     return _disk("disk_backups", settings.BACKUP_DIR)
 
 
-def check_memory() -> Check:
+def memory_kib() -> tuple[int, int] | None:
+    """(total, available) KiB of this host's memory from /proc/meminfo; None when unreadable."""
     try:
         fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
-        total = int(fields["MemTotal"].split()[0])
-        available = int(fields["MemAvailable"].split()[0])
+        return int(fields["MemTotal"].split()[0]), int(fields["MemAvailable"].split()[0])
     except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_memory() -> Check:
+    memory = memory_kib()
+    if memory is None:
         return Check("memory", Level.WARN, "cannot read /proc/meminfo", "", "free -h")
+    total, available = memory
     percent = 100.0 * available / total
     return graded(
         "memory",

@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from deia.audit_actions import declare_job
+from ops.console.reports import monthly_report, parse_month, parse_week, weekly_report
 from ops.maintenance.backup import backup, verify_backup
 from ops.maintenance.cache import redis_bgsave
 from ops.maintenance.database import audit_retention, db_report, purge_messages, vacuum
@@ -153,6 +154,28 @@ JOBS: dict[str, Job] = {
             ("0", "6", *DAILY),
             "daily 06:00",
             "Run diagnose's checks and record them as the daily health report.",
+        ),
+        Job(
+            "weekly_report",
+            weekly_report,
+            ("30", "6", *WEEKLY),
+            "weekly, Monday 06:30",
+            "Make the operations report of the last whole week (or the ISO week named), kept in the admin, "
+            "mailed to REPORT_EMAILS.",
+            arguments=(
+                Argument("period", "week", "the ISO week to report, e.g. 2026-W47 (default: last week)", parse_week),
+            ),
+        ),
+        Job(
+            "monthly_report",
+            monthly_report,
+            ("30", "7", *MONTHLY),
+            "monthly, the 1st at 07:30",
+            "Make the operations report of the last whole month (or the month named), kept in the admin, "
+            "mailed to REPORT_EMAILS.",
+            arguments=(
+                Argument("period", "month", "the month to report, e.g. 2026-11 (default: last month)", parse_month),
+            ),
         ),
     )
 }
