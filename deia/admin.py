@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 from deia.adapters.django import changelist_queryset
 from deia.audit import audit
 from deia.audit_actions import Action
-from deia.audit_export import ExportForm, csv_lines
+from deia.audit_export import ExportForm, streamed_csv
 from deia.models import AuditLog, RuntimeFlag
 from deia.paginator import EstimatedCountPaginator
 
@@ -97,7 +97,7 @@ class AuditLogAdmin(ReadOnlyAdmin):
             details={"from": str(first), "to": str(last), "filters": query},
         )
         rows = rows.filter(created_at__gte=start, created_at__lt=end).exclude(pk=row.pk)
-        response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(streamed_csv(request, rows), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="audit-log_{first}_{last}.csv"'
         return response
 

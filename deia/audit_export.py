@@ -1,14 +1,22 @@
-"""The audit log as CSV, streamed: one row at a time from a server-side cursor, so memory
-stays flat however many rows a date range holds."""
+"""The audit log as CSV, streamed: rows come from a server-side cursor CHUNK_SIZE at a time,
+so memory stays flat however many rows a date range holds.
+
+Under ASGI (gunicorn's uvicorn workers) Django reads a synchronous iterator whole before
+sending it, so there the response gets an asynchronous one that fetches a chunk at a time
+in the request's thread (`streamed_csv` picks the right one).
+"""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
+from asgiref.sync import sync_to_async
 from django import forms
+from django.core.handlers.asgi import ASGIRequest
 
 COLUMNS = ("id", "created_at", "severity", "actor", "user_id", "action", "target", "ip", "details")
 # Rows fetched from the database at a time: the export's memory does not depend on the range.
@@ -70,3 +78,20 @@ def csv_lines(queryset) -> Iterator[str]:
                 json.dumps(details, sort_keys=True),
             )
         )
+
+
+def _take(lines: Iterator[str], count: int) -> str:
+    return "".join(itertools.islice(lines, count))
+
+
+async def csv_lines_async(queryset) -> AsyncIterator[str]:
+    """csv_lines, CHUNK_SIZE lines at a time, each read in the request's thread (its connection and cursor)."""
+    lines = csv_lines(queryset)
+    take = sync_to_async(_take, thread_sensitive=True)
+    while part := await take(lines, CHUNK_SIZE):
+        yield part
+
+
+def streamed_csv(request, queryset) -> Iterator[str] | AsyncIterator[str]:
+    """The CSV lines as the server streams them without reading them all first."""
+    return csv_lines_async(queryset) if isinstance(request, ASGIRequest) else csv_lines(queryset)
