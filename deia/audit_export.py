@@ -46,7 +46,7 @@ class ExportForm(forms.Form):
     def problem(self) -> str:
         """The form's errors in one line, for the admin's message."""
         return "; ".join(
-            f"{self.fields[name].label if name in self.fields else ''} {message}".strip()
+            f"{self.fields[name].label}: {message}" if name in self.fields else message
             for name, messages in self.errors.items()
             for message in messages
         )

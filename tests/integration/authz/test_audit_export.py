@@ -151,8 +151,8 @@ def test_an_export_of_today_leaves_out_its_own_audit_row(admin_client):
     ("start", "end", "query", "said"),
     [
         ("2026-03-10", "2026-03-01", "", "the start date (2026-03-10) is after the end date (2026-03-01)"),
-        ("yesterday", "2026-03-01", "", "From Enter a valid date."),
-        ("", "2026-03-01", "", "From This field is required."),
+        ("yesterday", "2026-03-01", "", "From: Enter a valid date."),
+        ("", "2026-03-01", "", "From: This field is required."),
         ("2026-03-01", "2026-03-10", "created_at__year=nope", "the list's filters are not valid"),
     ],
 )
