@@ -18,6 +18,7 @@ from deia.adapters.django import DeferredDeletionMessages
 from deia.admin import ReadOnlyAdmin
 from deia.admin_audit import AuditedAdminMixin
 from deia.audit import client_ip
+from deia.paginator import EstimatedCountPaginator
 
 RECENT_MESSAGES = 20
 
@@ -339,6 +340,7 @@ class ChatMessageAdmin(TeamScopedAdmin, ReadOnlyAdmin):
     search_fields = ("content", "=conversation")
     date_hierarchy = "created_at"
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     def has_view_permission(self, request, obj=None) -> bool:
         return access.may(request.user, access.CHAT)

@@ -160,6 +160,9 @@ class ChatMessage(models.Model):
             models.Index(fields=["bot", "-created_at"], name="chat_bot_created_idx"),
             # The recent history of one conversation, sent to the LLM with each message.
             models.Index(fields=["conversation", "-created_at"], name="chat_conversation_idx"),
+            # The admin's message list newest first (its first page, the date hierarchy's
+            # MIN/MAX) and purge_messages' created_at < cutoff, without reading the table.
+            models.Index(fields=["-created_at", "-id"], name="chat_created_idx"),
         ]
 
     def __str__(self) -> str:

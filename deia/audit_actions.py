@@ -70,6 +70,7 @@ class Action(StrEnum):
     AUTH_LOCKOUT = "auth.lockout", Severity.WARNING, "Too many failed sign-ins: the user and address are locked out."
     TOKEN_CREATE = "token.create", Severity.INFO, "An API token was issued (never its key)."
     TOKEN_REVOKE = "token.revoke", Severity.INFO, "An API token was revoked."
+    AUDIT_EXPORT = "audit.export", Severity.INFO, "The audit log was exported as CSV (the date range and filters)."
     # Operations: remedies, schedules, restores, maintenance requests.
     OPS_TERMINATE_IDLE = "ops.terminate_idle_connections", Severity.INFO, "Idle database sessions were terminated."
     OPS_CANCEL_QUERY = "ops.cancel_query", Severity.INFO, "A long-running query was cancelled."

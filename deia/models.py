@@ -34,6 +34,8 @@ class AuditLog(models.Model):
     class Meta:
         db_table = "audit_logs"
         ordering = ["-created_at", "-id"]
+        # Viewing is the model's view permission; taking a copy away is a permission of its own.
+        permissions = [("export_auditlog", "Can export the audit log as CSV")]
         indexes = [
             # The admin list and the guide's "latest errors" query read newest first.
             models.Index(fields=["-created_at"], name="audit_created_idx"),

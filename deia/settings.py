@@ -124,6 +124,9 @@ DB_POOL_MAX = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_s
 # their synchronous step share the rest of the pool (bots.chat_api).
 WEB_SYNC_THREADS = env.int("WEB_SYNC_THREADS", max(2, (DB_POOL_MAX or 10) // 2), minimum=1, maximum=256)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Admin lists of big tables (chat messages, audit log) show PostgreSQL's estimate ("about N")
+# instead of a COUNT(*) of the whole table once the planner counts more rows than this.
+ADMIN_COUNT_ESTIMATE_ABOVE = env.int("ADMIN_COUNT_ESTIMATE_ABOVE", 100_000, minimum=0)
 
 # --- cache and broker -------------------------------------------------------------
 REDIS_URL = env.raw("REDIS_URL")

@@ -13,7 +13,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from deia.broker import TASKS_REJECTED  # noqa: F401  (the web exports what workers count)
@@ -26,6 +26,7 @@ from deia.metrics import (
     update_pool_gauges,
 )
 from ops.health import WEB_REGISTRY, refresh_health
+from ops.maintenance.runs import first_run
 
 # --- backup (written by the backup job) ----------------------------------------------
 # The run metrics of every maintenance job, labelled from the job registry, are declared
@@ -34,6 +35,24 @@ BACKUP_LAST_SUCCESS = declare(
     StoredMetric("deia_backup_last_success_timestamp_seconds", "gauge", "Unix time of the last good backup.")
 )
 BACKUP_SIZE = declare(StoredMetric("deia_backup_size_bytes", "gauge", "Size of the last good backup."))
+
+
+def collect_first_backup():
+    """deia_backup_first_due_timestamp_seconds, only while the first scheduled backup is to come.
+
+    A fresh install has no backup before the schedule's first run; DeiaBackupTooOld holds
+    its fire until this time (the first run's time plus its time limit) has passed.
+    """
+    first = first_run("backup")
+    if first is not None:
+        yield GaugeMetricFamily(
+            "deia_backup_first_due_timestamp_seconds",
+            "Unix time by which the first scheduled backup has ended (only while no backup run has finished).",
+            value=first.deadline.timestamp(),
+        )
+
+
+SCRAPE_COLLECTORS.append(collect_first_backup)
 
 
 # --- rendering ----------------------------------------------------------------------

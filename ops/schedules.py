@@ -19,6 +19,7 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from deia.audit import audit
 from deia.audit_actions import Action
 from ops.maintenance import JOBS, Job
+from ops.maintenance.runs import schedule_name
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Schedule:
     @classmethod
     def of(cls, job: Job) -> Schedule:
         return cls(
-            f"maintenance: {job.name}",
+            schedule_name(job.name),
             job.task,
             job.queue,
             cron=job.cron,

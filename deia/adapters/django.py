@@ -4,6 +4,11 @@
   (`async_mode`), and the handler takes a coroutine `process_view` bound to its middleware.
 - A lazy object's state: `LazyObject._wrapped` is the sentinel `empty` until first use.
 - The database pool: the PostgreSQL backend's `pool` property (psycopg_pool's pool).
+- A queryset's filters: `QuerySet.query.where` is empty (falsy) exactly when nothing
+  filters the rows (no filter(), exclude(), search or date lookup), slicing aside.
+- The admin's changelist: `get_changelist_instance(request)` builds the list from
+  `request.GET` and its `queryset` is the rows the list shows, its filters, search, date
+  hierarchy and ordering applied; bad lookups raise IncorrectLookupParameters.
 - The admin: `log_addition`, `log_change` and `log_deletions` are called for every add,
   edit and delete (bulk deletes included), and re-registering a model with a subclass of
   its ModelAdmin keeps that admin's behaviour; after `delete_model` (the delete view) and
@@ -21,6 +26,7 @@ from types import MethodType
 from django.apps import apps
 from django.contrib import admin, messages
 from django.db import connections
+from django.http import QueryDict
 from django.utils.functional import LazyObject, empty
 
 
@@ -69,6 +75,11 @@ def connection_pool(alias: str = "default"):
     return getattr(connections[alias], "pool", None)
 
 
+def is_unfiltered(queryset) -> bool:
+    """True when the queryset reads every row of its table (ordering and joins aside)."""
+    return not queryset.query.where
+
+
 # --- admin --------------------------------------------------------------------------
 def mix_into_every_model_admin(mixin: type, prefix: str, site: admin.AdminSite = admin.site) -> None:
     """Re-register every registered ModelAdmin (ours and third-party apps') as a subclass
@@ -81,6 +92,16 @@ def mix_into_every_model_admin(mixin: type, prefix: str, site: admin.AdminSite =
             continue
         site.unregister(model)
         site.register(model, type(f"{prefix}{cls.__name__}", (mixin, cls), {}))
+
+
+def changelist_queryset(model_admin: admin.ModelAdmin, request, query: str):
+    """The rows the model admin's changelist shows for the query string `query`, in its order.
+
+    Raises IncorrectLookupParameters for a filter the list would refuse. `request.GET` is
+    replaced by the query for the changelist to read: the request is not used afterwards.
+    """
+    request.GET = QueryDict(query)
+    return model_admin.get_changelist_instance(request).queryset
 
 
 _deletions: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -11,7 +11,7 @@ from bots.models import Bot, Status
 from deia.audit_actions import Severity
 from deia.models import AuditLog
 from ops.diagnose.grading import Check, Level, ok
-from ops.maintenance.runs import last_finished, last_success
+from ops.maintenance.runs import first_run, last_finished, last_success
 
 
 def _age_hours(moment) -> float:
@@ -24,10 +24,27 @@ def check_last_backup() -> Check:
     step = "manage.py backup; check deia-maintenance, deia-beat and BACKUP_DIR (runbooks/deia-backup-too-old.md)"
     run = last_success("backup")
     if run is None:
-        return Check("last_backup", Level.CRIT, "no good backup recorded", threshold, step)
+        return _no_backup_yet(threshold, step)
     age = _age_hours(run.finished_at or run.started_at)
     level = Level.CRIT if age > limit else Level.OK
     return Check("last_backup", level, f"{age:.1f} h ago ({run.details.get('file', '?')})", threshold, step)
+
+
+def _no_backup_yet(threshold: str, step: str) -> Check:
+    # A fresh install has no backup until the schedule's first run: not an emergency
+    # before then, as long as the first one is scheduled and has not failed.
+    first = first_run("backup")
+    if first is None or timezone.now() >= first.deadline:
+        return Check("last_backup", Level.CRIT, "no good backup recorded", threshold, step)
+    at, deadline = first.at.astimezone(UTC), first.deadline.astimezone(UTC)
+    return Check(
+        "last_backup",
+        Level.WARN,
+        f"no backup yet, the first is scheduled at {at:%H:%M} UTC ({at:%Y-%m-%d}); "
+        f"critical if none by {deadline:%H:%M}",
+        threshold,
+        "none needed before then; manage.py backup takes one now",
+    )
 
 
 def check_last_restore_check() -> Check:

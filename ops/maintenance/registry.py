@@ -25,12 +25,7 @@ from ops.maintenance.cache import redis_bgsave
 from ops.maintenance.database import audit_retention, db_report, purge_messages, vacuum
 from ops.maintenance.files import cleanup_logs, rotate_backups
 from ops.maintenance.report import health_report
-from ops.maintenance.runs import Outcome
-
-# A backup of a large database may outlast the global limits for bot tasks: a pg_dump may
-# take MAINTENANCE_COMMAND_TIMEOUT, and the task a little longer (the soft limit is a
-# minute shorter than the hard one).
-TIME_LIMIT = settings.MAINTENANCE_COMMAND_TIMEOUT + 120
+from ops.maintenance.runs import TIME_LIMIT, Outcome
 
 
 def existing_file(value: str) -> str:

@@ -9,6 +9,7 @@ import threading
 import pytest
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.models import Group
 from django.db import connections
 from django.http import HttpResponse
@@ -19,8 +20,10 @@ from django.utils.functional import SimpleLazyObject
 from deia.adapters.django import (
     DeferredDeletionMessages,
     Inline,
+    changelist_queryset,
     connection_pool,
     is_loaded,
+    is_unfiltered,
     mix_into_every_model_admin,
 )
 from tests.adapters.pins import assert_installed_as_pinned
@@ -214,3 +217,32 @@ def test_djangos_success_message_names_only_what_is_gone_while_a_deletion_is_pen
     delete_selected(DeferringGroupAdmin(Group, admin.site), request, Group.objects.order_by("name"))
 
     assert [c for c in request.calls if c[0] == "message"] == [("message", messages.SUCCESS, "Deleted: now1.")]
+
+
+# --- a queryset's filters and the changelist's rows ------------------------------------
+def test_a_queryset_is_unfiltered_until_something_filters_its_rows():
+    assert is_unfiltered(Group.objects.all())
+    assert is_unfiltered(Group.objects.order_by("-name").select_related())
+    assert not is_unfiltered(Group.objects.filter(name="a"))
+    assert not is_unfiltered(Group.objects.exclude(name="a"))
+    assert not is_unfiltered(Group.objects.filter(name__in=Group.objects.filter(name="b").values("pk")))
+
+
+class SearchableGroupAdmin(admin.ModelAdmin):
+    list_filter = ("name",)
+    search_fields = ("name",)
+    ordering = ("-name",)
+
+
+@pytest.mark.django_db
+def test_the_changelists_queryset_applies_its_filters_search_and_ordering(admin_user):
+    for name in ("alpha", "beta", "alphabet", "gamma"):
+        Group.objects.create(name=name)
+    model_admin = SearchableGroupAdmin(Group, admin.site)
+    request = RequestFactory().post("/")
+    request.user = admin_user
+    names = list(changelist_queryset(model_admin, request, "q=alpha").values_list("name", flat=True))
+    assert names == ["alphabet", "alpha"]
+    assert list(changelist_queryset(model_admin, request, "name=beta").values_list("name", flat=True)) == ["beta"]
+    with pytest.raises(IncorrectLookupParameters):
+        changelist_queryset(model_admin, request, "name__nope=1")

@@ -17,7 +17,10 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db]
 def known_metrics(client) -> set[str]:
     """Families of a web scrape (served by the app in-process) and of the runner's registry."""
     import bots.metrics  # noqa: F401 - registers the runner's families in REGISTRY
+    from ops import schedules
 
+    # A fresh install as setup leaves it: deia_backup_first_due_timestamp_seconds is exported then only.
+    schedules.install()
     response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
     assert response.status_code == 200, response.content
     families = [(f.name, f.type) for f in text_string_to_metric_families(response.content.decode())]

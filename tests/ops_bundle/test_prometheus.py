@@ -44,6 +44,7 @@ APP_METRICS = {
     "deia_db_pool_max",
     "deia_backup_last_success_timestamp_seconds",
     "deia_backup_size_bytes",
+    "deia_backup_first_due_timestamp_seconds",
     "deia_maintenance_runs_total",
     "deia_maintenance_last_success_timestamp_seconds",
     "deia_task_rejected_total",
