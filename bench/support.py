@@ -110,7 +110,8 @@ def _as_postgres(args: list[str]) -> list[str]:
 @contextlib.contextmanager
 def private_postgres(max_connections: int = 400) -> Iterator[str]:
     """A throw-away PostgreSQL cluster (same version and defaults as the shared one, but
-    max_connections) on a free port, migrated; yields its DATABASE_URL.
+    max_connections, max_wal_size and maintenance_work_mem) on a free port, migrated;
+    yields its DATABASE_URL.
 
     For scenarios the shared server must not take: a hundred runners hold a pooled
     connection each (the shared server's max_connections is 100, and other suites use it),
@@ -126,7 +127,8 @@ def private_postgres(max_connections: int = 400) -> Iterator[str]:
         _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "deia", "-A", "trust", "-E", "UTF8"]), **quiet
     )
     options = f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data}"
-    options += f" -c max_connections={max_connections}"
+    # Bulk loads (the growth bench) checkpoint less often and build indexes in memory.
+    options += f" -c max_connections={max_connections} -c max_wal_size=4GB -c maintenance_work_mem=512MB"
     subprocess.run(
         _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o", options, "start"]),
         **quiet,
