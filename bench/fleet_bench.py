@@ -47,6 +47,7 @@ from bench.support import (  # noqa: E402
 BOTS = int(os.environ.get("FLEET_BOTS", 3 if smoke() else 100))
 REQUESTS = 10 if smoke() else 100
 STARTERS = 4  # starts in flight at once, as a worker pool of four would run them
+RECONCILE_BUDGET = 20.0  # seconds of repeated reconcile passes, to keep make bench within its time
 GIB = 1024 * 1024  # kB per GiB
 
 
@@ -161,6 +162,7 @@ def fleet(backend: str, ollama_url: str) -> dict:
             result["db_connections"] = cursor.fetchone()[0]
 
         result["reconcile_host"], result["reconcile_all"] = [], []
+        budget = time.perf_counter() + RECONCILE_BUDGET
         for _ in range(repeats()):
             began = time.perf_counter()
             outcome = reconcile.reconcile_host(settings_hostname())
@@ -169,6 +171,8 @@ def fleet(backend: str, ollama_url: str) -> dict:
             began = time.perf_counter()
             reconcile.reconcile_all()
             result["reconcile_all"].append(time.perf_counter() - began)
+            if time.perf_counter() > budget:
+                break  # a pass a hundred times over its target needs no third run to say so
 
         result["metrics"], result["targets"] = scrape_latency()
         result["load"] = load_average()
@@ -216,7 +220,8 @@ def report(results: dict[str, dict]) -> None:
     print(
         f"{BOTS} bots of each backend started through the lifecycle's start path ({STARTERS} at a time, as a "
         "worker pool), each answering one chat, against a private PostgreSQL 15 cluster (max_connections "
-        f"400); reconcile and endpoint figures are median (min to max) of {n} runs; endpoint latency is "
+        f"400); endpoint figures are median (min to max) of {n} runs, reconcile figures of up to {n} "
+        f"(repeated while they take under {RECONCILE_BUDGET:.0f} s in all); endpoint latency is "
         f"the p95 of {REQUESTS} sequential requests per run, gunicorn with the default worker count.\n"
     )
     print("| measure | echo bots | ollama bots (fake Ollama) | target |")
@@ -238,8 +243,16 @@ def report(results: dict[str, dict]) -> None:
         lambda r: f"{spread([k / 1024 for k in r['runner_pss']])} MiB",
     )
     row("PostgreSQL connections held (runners and this bench)", lambda r: f"{r['db_connections']}", "")
-    row("reconcile_host pass (this host's bots)", lambda r: f"{spread(r['reconcile_host'], 3)} s", "< 1 s")
-    row("reconcile_all pass (beat's fleet-wide pass)", lambda r: f"{spread(r['reconcile_all'], 3)} s", "< 1 s")
+    row(
+        "reconcile_host pass (this host's bots)",
+        lambda r: f"{spread(r['reconcile_host'], 3)} s ({len(r['reconcile_host'])} runs)",
+        "< 1 s",
+    )
+    row(
+        "reconcile_all pass (beat's fleet-wide pass)",
+        lambda r: f"{spread(r['reconcile_all'], 3)} s ({len(r['reconcile_all'])} runs)",
+        "< 1 s",
+    )
     row("GET /metrics p95", lambda r: f"{spread(r['metrics'])} ms", "< 100 ms")
     row("GET /api/prometheus/targets p95", lambda r: f"{spread(r['targets'])} ms", "< 100 ms")
     row("wall time to stop all", lambda r: f"{r['stop_wall']:.1f} s")
