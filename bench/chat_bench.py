@@ -40,7 +40,6 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from bench.support import gunicorn, start_runner, stop_process_group  # noqa: E402
 from bots.models import Backend, Bot, ChatMessage, Status  # noqa: E402
 from tests.fakes.ollama import FakeOllama  # noqa: E402
-from tests.support.procs import free_port  # noqa: E402
 from tests.support.tokens import api_key  # noqa: E402
 
 BOTS = 10
@@ -241,7 +240,7 @@ def main() -> int:
         fake.latency = SLOW_LLM
         slow = Fleet("bench-slow", Backend.OLLAMA, OLLAMA_URL=fake.url, BOT_MAX_CONCURRENT_CHATS="100")
         try:
-            with gunicorn(free_port(), CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
+            with gunicorn(CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
                 results, worst, wall = asyncio.run(slow_burst(web, headers, slow.bots, SLOW_CHATS))
                 ok = [r for r in results if r[0] == 200]
                 stored = ChatMessage.objects.filter(conversation__in=[r[3] for r in ok]).count()
@@ -252,7 +251,7 @@ def main() -> int:
         # The same kind of burst against the default cap: the runners refuse the excess.
         capped = Fleet("bench-capped", Backend.OLLAMA, OLLAMA_URL=fake.url)
         try:
-            with gunicorn(free_port(), CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
+            with gunicorn(CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
                 capped_results, _, _ = asyncio.run(slow_burst(web, headers, capped.bots, 400))
         finally:
             capped.stop()
@@ -288,7 +287,7 @@ def main() -> int:
         print("bench: fast LLM, messages/s", file=sys.stderr)
         fast = Fleet("bench-fast", Backend.ECHO)
         try:
-            with gunicorn(free_port(), CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
+            with gunicorn(CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
                 via_web = [(f"{web}/api/bots/{b.pk}/messages", headers) for b in fast.bots]
                 direct = [(f"{url}/chat", h) for url, h in fast.direct]
                 asyncio.run(fixed_rate(via_web, 50, 2))  # warm every worker's client and pool
@@ -337,7 +336,7 @@ def main() -> int:
         fake.latency = 0.0
         streaming = Fleet("bench-stream", Backend.OLLAMA, OLLAMA_URL=fake.url)
         try:
-            with gunicorn(free_port(), API_THROTTLE_USER="off") as web:
+            with gunicorn(API_THROTTLE_USER="off") as web:
                 asyncio.run(first_tokens(web, headers, streaming.bots, 10))
                 ttft = asyncio.run(first_tokens(web, headers, streaming.bots, TTFT_CHATS))
         finally:

@@ -44,7 +44,7 @@ def main() -> int:
         for i in range(BOTS)
     )
     try:
-        with gunicorn(18991, GUNICORN_WORKERS=str(WORKERS)) as base, httpx.Client(timeout=10) as client:
+        with gunicorn(GUNICORN_WORKERS=str(WORKERS)) as base, httpx.Client(timeout=10) as client:
             for _ in range(4 * WORKERS):  # every worker answers once and has its health results
                 client.get(f"{base}/api/prometheus/targets")
                 assert client.get(f"{base}/metrics").status_code == 200

@@ -3,14 +3,16 @@
 Both count in the Django cache (Redis in production, so all gunicorn workers and hosts
 share one count; with the embedded local-memory cache each process counts for itself).
 A fixed window with an atomic increment replaces DRF's default list of timestamps:
-one add and one incr per request whatever the rate, and no lost updates between
-processes. Rates come from API_THROTTLE_USER / API_THROTTLE_ANON ("600/min", or "off"),
-read when a throttle is made, so a test can override them.
+on Redis one round trip per request (INCR and EXPIRE, pipelined), elsewhere one add and
+one incr, whatever the rate, and no lost updates between processes. Rates come from
+API_THROTTLE_USER / API_THROTTLE_ANON ("600/min", or "off"), read when a throttle is
+made, so a test can override them.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
+from django_redis import get_redis_connection
 from rest_framework import throttling
 
 from deia.proxies import client_ip
@@ -42,14 +44,29 @@ class WindowRateThrottle(throttling.SimpleRateThrottle):
         now = self.timer()
         window = int(now // self.duration)
         self.retry_after = (window + 1) * self.duration - now
-        key = f"{key}_{window}"
-        self.cache.add(key, 0, timeout=self.duration + 1)
+        return self.count(f"{key}_{window}", self.duration + 1) <= self.num_requests
+
+    def count(self, key: str, ttl: int) -> int:
+        """Add one to the window's count and return it. On Redis, one round trip: the two
+        round trips of add-then-incr were the largest share of the API's own time per request."""
         try:
-            count = self.cache.incr(key)
+            redis = get_redis_connection()
+        except NotImplementedError:  # the embedded local-memory cache
+            return self.count_in_cache(key, ttl)
+        pipe = redis.pipeline(transaction=False)
+        name = self.cache.make_key(key)  # the cache's own key, so cache.get() reads the same count
+        pipe.incr(name)
+        pipe.expire(name, ttl)
+        count, _ = pipe.execute()
+        return count
+
+    def count_in_cache(self, key: str, ttl: int) -> int:
+        self.cache.add(key, 0, timeout=ttl)
+        try:
+            return self.cache.incr(key)
         except ValueError:  # the window's key expired between add and incr
-            self.cache.add(key, 1, timeout=self.duration + 1)
-            count = 1
-        return count <= self.num_requests
+            self.cache.add(key, 1, timeout=ttl)
+            return 1
 
     def wait(self) -> float:
         return self.retry_after

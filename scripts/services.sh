@@ -36,6 +36,8 @@ command -v systemd-analyze >/dev/null || packages+=(systemd)
 command -v sqlite3 >/dev/null || packages+=(sqlite3)
 command -v logrotate >/dev/null || packages+=(logrotate)
 command -v nginx >/dev/null || packages+=(nginx)
+# make bench and its smoke test (tests/integration/test_bench_scenarios.py) drive the API with wrk.
+command -v wrk >/dev/null || packages+=(wrk)
 if ((${#packages[@]})); then
   [ "$(id -u)" = 0 ] || die "missing ${packages[*]}; run as root so apt-get can install them"
   say "installing ${packages[*]}"

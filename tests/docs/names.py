@@ -217,7 +217,7 @@ def path_exists(path: str) -> bool:
 
 @cache
 def code_text() -> str:
-    sources = [REPO / "scripts", REPO / "deploy", REPO / "deia", REPO / "bots", REPO / "ops"]
+    sources = [REPO / "scripts", REPO / "deploy", REPO / "deia", REPO / "bots", REPO / "ops", REPO / "bench"]
     texts = []
     for root in sources:
         for path in root.rglob("*"):

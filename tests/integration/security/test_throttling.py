@@ -95,3 +95,22 @@ def test_the_count_is_shared_by_every_web_process(gunicorn, django_user_model):
         # A new connection each time, so the requests spread over the workers.
         codes.append(httpx.get(f"{url}/api/bots", headers=headers, timeout=10).status_code)
     assert codes == [200] * 5 + [429] * 4
+
+
+def test_a_window_count_lives_in_the_cache_and_expires_with_its_window(settings, django_user_model, redis_client):
+    from django.core.cache import cache
+
+    settings.API_THROTTLE_USER = "5/min"
+    user = django_user_model.objects.create_user("counted")
+    client = token_client(user)
+    start = timezone.now().replace(second=10, microsecond=0)
+    with time_machine.travel(start, tick=False):
+        assert [client.get("/api/bots").status_code for _ in range(2)] == [200, 200]
+        window = int(start.timestamp() // 60)
+    # One key for the window, counted once per request, readable through the cache as before,
+    # and gone a little after the window ends (never a key left for ever in Redis).
+    key = f"throttle_user_{user.pk}_{window}"
+    assert cache.get(key) == 2
+    stored = [name for name in redis_client.scan_iter("*throttle_user_*")]
+    assert stored == [cache.make_key(key).encode()]
+    assert 0 < redis_client.ttl(stored[0]) <= 61
