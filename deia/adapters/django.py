@@ -3,7 +3,12 @@
 - The middleware machinery (`Inline`): MiddlewareMixin calls `__acall__` in async mode
   (`async_mode`), and the handler takes a coroutine `process_view` bound to its middleware.
 - A lazy object's state: `LazyObject._wrapped` is the sentinel `empty` until first use.
-- The database pool: the PostgreSQL backend's `pool` property (psycopg_pool's pool).
+- The database pool: the PostgreSQL backend's `pool` property (psycopg_pool's pool), and
+  its class-level registry `_connection_pools` (alias -> pool), which a forked process
+  must empty to get a pool of its own.
+- After a fork: `del connections[alias]` drops the wrapper without closing it, and
+  psycopg finishes a connection only in the process that opened it (PGconn.__del__
+  compares the pid), so the parent's session never receives a Terminate from the child.
 - The admin: `log_addition`, `log_change` and `log_deletions` are called for every add,
   edit and delete (bulk deletes included), and re-registering a model with a subclass of
   its ModelAdmin keeps that admin's behaviour; after `delete_model` (the delete view) and
@@ -67,6 +72,28 @@ def is_loaded(lazy: object) -> bool:
 def connection_pool(alias: str = "default"):
     """psycopg_pool's pool behind a database alias, or None (SQLite, no pool configured)."""
     return getattr(connections[alias], "pool", None)
+
+
+# Wrappers and pools a forked child inherited: kept referenced, never used. Collecting a pool
+# would try to stop worker threads that did not survive the fork.
+_inherited: list[object] = []
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child: drop every database connection and pool of the parent, unclosed.
+
+    Closing them would speak on sockets the parent still uses (a Terminate ends its session);
+    the child's first query opens a connection, and a pool, of its own.
+    """
+    for wrapper in connections.all(initialized_only=True):
+        _inherited.append(wrapper)
+        del connections[wrapper.alias]
+    for alias in connections:
+        # Class-level: pools of other threads' wrappers too.
+        pools = getattr(type(connections[alias]), "_connection_pools", None)
+        if pools:
+            _inherited.append(dict(pools))
+            pools.clear()
 
 
 # --- admin --------------------------------------------------------------------------
