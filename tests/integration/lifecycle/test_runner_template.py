@@ -78,9 +78,13 @@ def heartbeat_moves(bot: Bot) -> None:
 
 # --- tests ----------------------------------------------------------------------------
 def test_a_bot_started_through_the_template_serves_chat_heartbeats_and_stops_cleanly(bot_worker, settings):
-    worker = bot_worker("host-a")
+    worker = bot_worker("host-a", AWS_SECRET_ACCESS_KEY="aws-secret-do-not-leak")
     zygote = template_ready(worker)
     bot = start(Bot.objects.create(name="Forked", slug="forked"))
+    for pid in (zygote, bot.pid):  # a runner's environment is its template's: the allowlist, no more
+        environ = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
+        for leaked in (b"aws-secret-do-not-leak", b"REDIS_URL", bot.chat_secret.encode()):
+            assert leaked not in environ, (pid, leaked)
 
     pid = bot.pid
     assert parent_of(pid) == zygote  # forked, not exec'd
