@@ -14,6 +14,7 @@ runs with other settings) makes it exit, and the worker starts a new one first.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -152,14 +153,31 @@ def start_template(fp: str | None = None) -> subprocess.Popen:
         )
 
 
+def loading() -> bool:
+    """True if a template holds the socket's lock: it is alive, perhaps still importing."""
+    try:
+        fd = os.open(socket_path().with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it our lock, if we took it
+    return False
+
+
 def ensure_started() -> int | None:
     """This host's template pid if one runs with today's code and settings; else start one (None)."""
     if not settings.BOT_RUNNER_TEMPLATE:
         return None
     fp = fingerprint()
-    reply = ping(fp)
+    reply = ping(fp)  # a stale template answers "stale" and exits
     if reply and reply.get("fingerprint") == fp:
         return reply.get("pid")
+    if reply is None and loading():
+        return None  # started, not listening yet
     start_template(fp)
     return None
 
@@ -205,6 +223,6 @@ def spawn(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
                 extra={"reason": exc.reason.value, "error": str(exc), "host": settings.HOSTNAME},
             )
             metrics.START_FALLBACKS.inc(reason=exc.reason.value)
-            if exc.reason == Fallback.UNAVAILABLE:
+            if exc.reason == Fallback.UNAVAILABLE and not loading():
                 start_template()  # supervision: the next start finds it
     return spawn_runner(bot_id, slug, port, secret)

@@ -39,11 +39,14 @@ import time
 import traceback
 from pathlib import Path
 
+import uvicorn
 from django.db import connections
 from setproctitle import setproctitle
 
 from bots.lifecycle.process import RUNNER_TITLE, SECRET_ENV, TAG_VAR, TEMPLATE_TITLE, reap_children
 from bots.lifecycle.template import FINGERPRINT_ENV
+from bots.llm.http import tls_context
+from bots.models import Bot
 from bots.runner.server import run
 from deia.adapters.django import forget_inherited_connections
 
@@ -62,6 +65,7 @@ WARM_MODULES = (
     "httptools",
     "django.db.backends.postgresql.base",
     "psycopg_pool",
+    "httpcore",  # httpx imports it with its first client, trio and all
 )
 
 
@@ -83,12 +87,23 @@ def _lock(path: Path) -> int:
             time.sleep(0.02)
 
 
+async def _no_app(scope, receive, send) -> None:  # pragma: no cover - never called
+    raise NotImplementedError
+
+
 def _warm() -> None:
+    """Do once here what every runner would do at start: import, resolve, load."""
     for name in WARM_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     for alias in connections:
         connections[alias]  # the backend module and its wrapper class, not a connection
+    tls_context()  # the CA bundle, parsed
+    # The ORM's first compile of the runner's queries (class checks, caches), without a connection.
+    for query in (Bot.objects.filter(pk=0), Bot.objects.filter(slug="")):
+        query.query.get_compiler("default").as_sql()
+    # What uvicorn imports by name when a server starts (protocols, loop, lifespan).
+    uvicorn.Config(_no_app, lifespan="off", http="httptools", loop="asyncio", log_config=None).load()
 
 
 class Template:
@@ -220,7 +235,7 @@ def serve(path: Path, tag: str) -> int:
     try:
         template.open()
     except TemplateBusy:
-        sys.stderr.write(f"another runner template holds {path}.lock\n")
+        sys.stderr.write(f"another runner template holds {path.with_suffix('.lock')}\n")
         return 0
     try:
         return template.serve()

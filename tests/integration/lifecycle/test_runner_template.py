@@ -230,6 +230,7 @@ def test_a_forked_runner_holds_no_database_connection_of_its_template(bot_worker
     bot = start(Bot.objects.create(name="Own connections", slug="own-connections"))
     heartbeat_moves(bot)  # it has used the database
 
+    assert os.listdir(f"/proc/{zygote}/task") == [str(zygote)]  # no thread to lose in a fork
     assert not socket_inodes(bot.pid) & socket_inodes(zygote)  # no socket shared with the template
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database()")
