@@ -13,6 +13,7 @@ tag ends in "/template" and names no bot.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -341,12 +342,20 @@ def probe_host() -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
+@functools.cache
+def _probe_client() -> httpx.Client:
+    """One client per process: httpx.get() builds one per call, CA bundle and all, which cost
+    more than the start it polls for (hundreds of ms on a busy host). No keep-alive: every
+    probe is a new connection, so a pooled socket never answers for a runner that is gone."""
+    return httpx.Client(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def health(port: int, timeout: float = 1.0) -> dict | None:
     """The runner's /health document, or None if nothing sane answers."""
     host = probe_host()
     url = f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = _probe_client().get(url, timeout=timeout)
     except httpx.HTTPError:
         return None
     if response.status_code != 200:
