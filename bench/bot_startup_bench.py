@@ -46,20 +46,27 @@ def memory_mib(pid: int) -> tuple[float, float]:
     return rss, pss
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used: what a start costs, whatever the host's load."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(values: list[float]) -> tuple[float, float, float]:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return statistics.median(ordered), p95, ordered[-1]
 
 
-def spawn_to_health(bot, n: int) -> tuple[list[float], list[tuple[float, float]]]:
-    """startup_seconds of n starts through the lifecycle (plus one warm-up), and memory after a chat."""
+def spawn_to_health(bot, n: int) -> tuple[list[float], list[float], list[tuple[float, float]]]:
+    """startup_seconds of n starts through the lifecycle (plus one warm-up), the runner's CPU time
+    when healthy, and its memory after a chat."""
     import httpx
 
     from bots.lifecycle import transitions
     from bots.models import Bot, DesiredState, Status
 
-    times, memory = [], []
+    times, cpu, memory = [], [], []
     for i in range(n + 1):
         Bot.objects.filter(pk=bot.pk).update(desired_state=DesiredState.RUNNING, start_failures=0)
         outcome = transitions.start_bot(bot.pk)
@@ -68,13 +75,14 @@ def spawn_to_health(bot, n: int) -> tuple[list[float], list[tuple[float, float]]
             raise RuntimeError(f"start failed: {outcome}: {bot.last_error}")
         if i:
             times.append(bot.startup_seconds)
+            cpu.append(cpu_seconds(bot.pid))
         secret = {"X-Bot-Secret": bot.chat_secret}
         reply = httpx.post(f"http://{bot.address}/chat", json={"message": "hello"}, headers=secret, timeout=10)
         reply.raise_for_status()
         memory.append(memory_mib(bot.pid))
         Bot.objects.filter(pk=bot.pk).update(desired_state=DesiredState.STOPPED)
         transitions.stop_bot(bot.pk)
-    return times, memory
+    return times, cpu, memory
 
 
 def api_to_running(bot, n: int, base: str, key: str) -> list[float]:
@@ -152,6 +160,7 @@ def main() -> int:
         user.user_permissions.add(Permission.objects.get(content_type__app_label="bots", codename=codename))
     token, key = ApiToken.objects.issue(user, name="bench-startup")
     spawn: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     memory: dict[str, list[tuple[float, float]]] = {}
     api: dict[str, list[float]] = {}
     try:
@@ -162,7 +171,7 @@ def main() -> int:
                 template.ensure_started()
                 if template.wait_ready(template.fingerprint()) is None:
                     raise RuntimeError(f"no runner template ready: see {template.template_log()}")
-            spawn[mode], memory[mode] = spawn_to_health(bot, args.n)
+            spawn[mode], cpu[mode], memory[mode] = spawn_to_health(bot, args.n)
         with gunicorn(free_port(), API_THROTTLE_USER="off") as base:
             for mode, flag in MODES:
                 os.environ["BOT_RUNNER_TEMPLATE"] = flag
@@ -189,7 +198,10 @@ def main() -> int:
         "`manage.py runbot` in a fresh interpreter (`BOT_RUNNER_TEMPLATE=false`, and the fallback "
         "when no template answers). *Spawn to /health* is the lifecycle's start path run in the bench "
         "process (its recorded startup_seconds); *API to running* is POST /api/bots/<id>/start through "
-        "gunicorn, Redis and a real bots worker until the status reads running (polled every 5 ms).\n"
+        "gunicorn, Redis and a real bots worker until the status reads running (polled every 5 ms). "
+        "The runner's CPU time when healthy is what a start costs whatever the host's load (a forked "
+        "runner counts from the fork; 10 ms ticks). Load average when done: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs.\n"
     )
     print("| measure | template | exec |")
     print("| --- | ---: | ---: |")
@@ -197,6 +209,8 @@ def main() -> int:
         for i, stat in enumerate(("median", "p95", "max")):
             cells = " | ".join(f"{summary(series[mode])[i] * 1000:.0f} ms" for mode, _ in MODES)
             print(f"| {label} {stat} | {cells} |")
+    cells = " | ".join(f"{statistics.median(cpu[mode]) * 1000:.0f} ms" for mode, _ in MODES)
+    print(f"| runner CPU time (user + system) when healthy (median) | {cells} |")
     for i, stat in enumerate(("VmRSS", "Pss")):
         cells = " | ".join(f"{statistics.median(m[i] for m in memory[mode]):.1f} MiB" for mode, _ in MODES)
         print(f"| runner {stat} after one chat (median) | {cells} |")
