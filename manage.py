@@ -12,8 +12,8 @@ def main() -> None:
     from deia.config import import_settings_or_exit, leave_metrics_multiprocess_mode, owner_only_files
 
     owner_only_files()
-    if sys.argv[1:2] == ["runbot"]:
-        # A bot runner loads only the apps it needs (deia/settings_runner.py).
+    if sys.argv[1:2] in (["runbot"], ["runtemplate"]):
+        # A bot runner (and the template that forks them) loads only the apps it needs (deia/settings_runner.py).
         os.environ["DJANGO_SETTINGS_MODULE"] = "deia.settings_runner"
 
     leave_metrics_multiprocess_mode()

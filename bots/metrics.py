@@ -34,6 +34,15 @@ STARTUP_SECONDS = declare(
     )
 )
 CRASHES = declare(StoredMetric("deia_bot_crashes_total", "counter", "Bots found dead or with a stale heartbeat."))
+START_FALLBACKS = declare(
+    StoredMetric(
+        "deia_bot_start_fallbacks_total",
+        "counter",
+        "Bot starts that spawned `manage.py runbot` because the host's runner template could not fork it, by reason.",
+        ("reason",),
+        initial=(("unavailable",), ("replacing",), ("failed",)),
+    )
+)
 RESTARTS = declare(StoredMetric("deia_bot_restarts_total", "counter", "Automatic restarts after a crash."))
 
 

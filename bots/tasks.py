@@ -9,10 +9,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from celery.signals import celeryd_after_setup
+from celery.signals import celeryd_after_setup, worker_ready
 from django.conf import settings
 
-from bots.lifecycle import dispatch, reconcile, stop, transitions
+from bots.lifecycle import dispatch, reconcile, stop, template, transitions
 from bots.lifecycle.machine import Outcome
 from bots.models import Bot
 
@@ -22,6 +22,7 @@ log = logging.getLogger("deia.lifecycle")
 def connect_signals() -> None:
     """Connected by BotsConfig.ready() where Celery runs (a worker sets Django up before this fires)."""
     celeryd_after_setup.connect(consume_host_queue, dispatch_uid="bots.consume_host_queue")
+    worker_ready.connect(start_runner_template, dispatch_uid="bots.start_runner_template")
 
 
 def consume_host_queue(sender, instance, **kwargs) -> None:
@@ -30,6 +31,13 @@ def consume_host_queue(sender, instance, **kwargs) -> None:
     if dispatch.SHARED_QUEUE in queues.consume_from:
         queues.select_add(dispatch.host_queue())
         log.info("consuming host queue", extra={"queue": dispatch.host_queue(), "host": settings.HOSTNAME})
+
+
+def start_runner_template(sender, **kwargs) -> None:
+    """A worker serving `bots` starts its host's runner template, unless a current one runs."""
+    queues = sender.app.amqp.queues
+    if dispatch.SHARED_QUEUE in queues.consume_from:
+        template.ensure_started()
 
 
 @shared_task(name="bots.tasks.reconcile_all")

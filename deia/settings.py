@@ -190,6 +190,8 @@ BOT_BIND_HOST = env.str("BOT_BIND_HOST", "127.0.0.1")
 BOT_ADVERTISE_HOST = env.str("BOT_ADVERTISE_HOST", BOT_BIND_HOST)
 BOT_START_TIMEOUT = env.float("BOT_START_TIMEOUT", 10.0, minimum=0.1)
 BOT_STOP_GRACE = env.float("BOT_STOP_GRACE", 10.0, minimum=0.0)
+# Fork runners from a pre-loaded template per host (bots/lifecycle/template.py); false: exec each one.
+BOT_RUNNER_TEMPLATE = env.bool("BOT_RUNNER_TEMPLATE", True)
 BOT_MAX_START_RETRIES = env.int("BOT_MAX_START_RETRIES", 5, minimum=1)
 BOT_HEARTBEAT_INTERVAL = env.float("BOT_HEARTBEAT_INTERVAL", 3.0, minimum=0.1)
 BOT_HEARTBEAT_STALE = env.float("BOT_HEARTBEAT_STALE", 30.0, minimum=1.0)

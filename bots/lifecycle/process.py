@@ -1,14 +1,19 @@
 """The operating-system side of the lifecycle: ports, spawning, probing and killing runners.
 
-Nothing here touches the database. Processes are recognised by a tag in their environment
-(DEIA_RUNNER_TAG = "<host>/<database>/<bot id>"), so a pid reused by an unrelated program,
-or a runner of another installation sharing this machine (other test databases, a second
-"host" on one machine), is never signalled.
+Nothing here touches the database. Processes are recognised by a tag, "<host>/<database>/<bot
+id>", so a pid reused by an unrelated program, or a runner of another installation sharing
+this machine (other test databases, a second "host" on one machine), is never signalled.
+A runner started by exec carries the tag in its environment (DEIA_RUNNER_TAG); one forked
+by the host's runner template (bots.lifecycle.template) has its template's environment, so
+it carries the tag in its process title instead ("deia-runner <tag>", /proc/<pid>/cmdline),
+set before it does anything else. The title wins over the environment; the template's own
+tag ends in "/template" and names no bot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -54,8 +59,13 @@ def runner_env(source: dict[str, str]) -> dict[str, str]:
     }
 
 
-def runner_tag(bot_id: int) -> str:
+def runner_tag(bot_id: int | str) -> str:
     return f"{settings.HOSTNAME}/{connection.settings_dict['NAME']}/{bot_id}"
+
+
+# Process titles (setproctitle) of a forked runner and of the template: "<title> <tag>".
+RUNNER_TITLE, TEMPLATE_TITLE = "deia-runner", "deia-runner-template"
+TEMPLATE_ID = "template"  # the template's tag ends in it instead of a bot id
 
 
 # --- ports --------------------------------------------------------------------------
@@ -100,6 +110,14 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def process_tag(pid: int) -> str | None:
+    """The process's tag: from its title if it set one (forked runners, the template), else its environment."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = f.read().split(b"\0", 1)[0].split()
+    except OSError:
+        return None
+    if len(words) >= 2 and words[0].decode(errors="replace") in (RUNNER_TITLE, TEMPLATE_TITLE):
+        return words[1].decode(errors="replace")
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             raw = f.read()
@@ -128,7 +146,10 @@ def runner_pids(bot_id: int | None = None) -> dict[int, int]:
         tag = process_tag(pid)
         if not tag or not tag.startswith(prefix) or not pid_alive(pid):
             continue
-        owner = int(tag[len(prefix) :])
+        owner = tag[len(prefix) :]
+        if not owner.isdigit():
+            continue  # the runner template
+        owner = int(owner)
         # Only the group leader (the runner itself) stands for the process group.
         if (bot_id is None or owner == bot_id) and _pgid(pid) == pid:
             found[pid] = owner
@@ -252,18 +273,27 @@ def last_lines(path: Path, count: int = 5, offset: int = 0) -> list[str]:
     return [line.decode(errors="replace")[:500] for line in lines[-count:]]
 
 
+def exit_code_of(pid: int) -> int | None:
+    """A runner that is not our child: None while it runs, then its exit code (-signal; -1 if unknown)."""
+    if pid_alive(pid):
+        return None
+    status = _zombie_status(pid)
+    with contextlib.suppress(OSError, ValueError):
+        status = int((exits_dir() / str(pid)).read_text()) if status is None else status
+    if status is None:
+        return -1
+    return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
 @dataclass
 class Spawned:
-    popen: subprocess.Popen
+    pid: int
     log: Path
     log_offset: int
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
+    popen: subprocess.Popen | None = None  # None: forked by the runner template, not our child
 
     def exit_code(self) -> int | None:
-        return self.popen.poll()
+        return self.popen.poll() if self.popen is not None else exit_code_of(self.pid)
 
     def last_line(self) -> str:
         """The runner's last output line since it was spawned (its one-line start-up error)."""
@@ -279,11 +309,7 @@ def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
     """
     path = log_path(slug)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    env = runner_env(dict(os.environ))
-    env.pop("LOG_SYSLOG_PREFIX", None)  # its output goes to a file, not to the journal
-    # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
-    env["DB_POOL_MAX_SIZE"] = str(settings.RUNNER_DB_POOL_MAX_SIZE)
-    env[TAG_VAR] = runner_tag(bot_id)
+    env = runner_process_env(runner_tag(bot_id))
     env[SECRET_ENV] = secret
     args = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runbot", str(bot_id), "--port", str(port)]
     with open(path, "ab") as log:
@@ -298,7 +324,17 @@ def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
             start_new_session=True,
             close_fds=True,
         )
-    return Spawned(popen, path, offset)
+    return Spawned(popen.pid, path, offset, popen)
+
+
+def runner_process_env(tag: str) -> dict[str, str]:
+    """The environment of a runner (or of the template that forks runners) tagged `tag`."""
+    env = runner_env(dict(os.environ))
+    env.pop("LOG_SYSLOG_PREFIX", None)  # its output goes to a file, not to the journal
+    # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
+    env["DB_POOL_MAX_SIZE"] = str(settings.RUNNER_DB_POOL_MAX_SIZE)
+    env[TAG_VAR] = tag
+    return env
 
 
 def probe_host() -> str:
@@ -306,12 +342,20 @@ def probe_host() -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
 
 
+@functools.cache
+def _probe_client() -> httpx.Client:
+    """One client per process: httpx.get() builds one per call, CA bundle and all, which cost
+    more than the start it polls for (hundreds of ms on a busy host). No keep-alive: every
+    probe is a new connection, so a pooled socket never answers for a runner that is gone."""
+    return httpx.Client(trust_env=False, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def health(port: int, timeout: float = 1.0) -> dict | None:
     """The runner's /health document, or None if nothing sane answers."""
     host = probe_host()
     url = f"http://[{host}]:{port}/health" if ":" in host else f"http://{host}:{port}/health"
     try:
-        response = httpx.get(url, timeout=timeout)
+        response = _probe_client().get(url, timeout=timeout)
     except httpx.HTTPError:
         return None
     if response.status_code != 200:

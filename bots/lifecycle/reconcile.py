@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bots.lifecycle import dispatch
+from bots.lifecycle import dispatch, template
 from bots.lifecycle.machine import FAILED, STARTABLE, Outcome
 from bots.lifecycle.process import is_healthy, is_runner, reap_children, runner_pids, terminate
 from bots.lifecycle.state import heartbeat_stale, host_lock, record_kill, start_due, start_overdue
@@ -75,6 +75,7 @@ def reconcile_host(host: str | None = None) -> dict[str, int]:
         dispatch.reconcile_host_soon(host)
         return {Outcome.REROUTED: 1}
     reap_children()
+    template.ensure_started()  # supervision: a template that died is started again
     outcomes: dict[str, int] = {}
     for bot_id in Bot.objects.filter(host=settings.HOSTNAME).values_list("pk", flat=True):
         outcome = reconcile_bot(bot_id)

@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bots import metrics
-from bots.lifecycle import dispatch
+from bots.lifecycle import dispatch, template
 from bots.lifecycle.machine import Event, Outcome, move
 from bots.lifecycle.process import (
     exit_status,
@@ -32,7 +32,6 @@ from bots.lifecycle.process import (
     log_path,
     pick_port,
     reap_children,
-    spawn_runner,
     terminate,
     wait_ready,
 )
@@ -135,7 +134,7 @@ def _launch(bot: Bot) -> Launch:
     """Spawn the claimed bot's runner and wait for its /health; a failure is recorded here."""
     began = time.monotonic()
     try:
-        spawned = spawn_runner(bot.pk, bot.slug, bot.port, bot.chat_secret)
+        spawned = template.spawn(bot.pk, bot.slug, bot.port, bot.chat_secret)
     except OSError as exc:
         _fail_start(bot.pk, None, f"cannot spawn the runner: {exc}")
         return Launch(outcome=Outcome.ERROR)

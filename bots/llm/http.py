@@ -7,7 +7,9 @@ retry rules are in the package's docstring.
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +33,13 @@ from bots.llm.base import (
 from deia.logs import REQUEST_ID_HEADER
 from deia.probes import ProbeResult
 from deia.redact import redact
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: loading the CA bundle for each client costs tens
+    of milliseconds, and the runner template builds it once for every runner it forks."""
+    return httpx.create_ssl_context()
 
 
 class HTTPBackend:
@@ -60,6 +69,7 @@ class HTTPBackend:
             # Streaming: the read timeout bounds the gap between tokens, not the answer.
             "timeout": httpx.Timeout(read_timeout, connect=connect_timeout),
             "headers": headers or {},
+            "verify": tls_context(),
         }
         self._limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=16)
         self._client: httpx.AsyncClient | None = None

@@ -3,7 +3,12 @@
 - The middleware machinery (`Inline`): MiddlewareMixin calls `__acall__` in async mode
   (`async_mode`), and the handler takes a coroutine `process_view` bound to its middleware.
 - A lazy object's state: `LazyObject._wrapped` is the sentinel `empty` until first use.
-- The database pool: the PostgreSQL backend's `pool` property (psycopg_pool's pool).
+- The database pool: the PostgreSQL backend's `pool` property (psycopg_pool's pool), and
+  its class-level registry `_connection_pools` (alias -> pool), which a forked process
+  must empty to get a pool of its own.
+- After a fork: `del connections[alias]` drops the wrapper without closing it, and
+  psycopg finishes a connection only in the process that opened it (PGconn.__del__
+  compares the pid), so the parent's session never receives a Terminate from the child.
 - A queryset's filters: `QuerySet.query.where` is empty (falsy) exactly when nothing
   filters the rows (no filter(), exclude(), search or date lookup), slicing aside.
 - The admin's changelist: `get_changelist_instance(request)` builds the list from
@@ -78,6 +83,28 @@ def connection_pool(alias: str = "default"):
 def is_unfiltered(queryset) -> bool:
     """True when the queryset reads every row of its table (ordering and joins aside)."""
     return not queryset.query.where
+
+
+# Wrappers and pools a forked child inherited: kept referenced, never used. Collecting a pool
+# would try to stop worker threads that did not survive the fork.
+_inherited: list[object] = []
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child: drop every database connection and pool of the parent, unclosed.
+
+    Closing them would speak on sockets the parent still uses (a Terminate ends its session);
+    the child's first query opens a connection, and a pool, of its own.
+    """
+    for wrapper in connections.all(initialized_only=True):
+        _inherited.append(wrapper)
+        del connections[wrapper.alias]
+    for alias in connections:
+        # Class-level: pools of other threads' wrappers too.
+        pools = getattr(type(connections[alias]), "_connection_pools", None)
+        if pools:
+            _inherited.append(dict(pools))
+            pools.clear()
 
 
 # --- admin --------------------------------------------------------------------------

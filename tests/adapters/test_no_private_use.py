@@ -24,6 +24,7 @@ ALLOWED = {
     "_deia_request_token": "ours: deia.celery keeps the log context's token on Celery's task request",
     "_value_": "the enum module documents setting _value_ in a member's __new__ (docs: enum HOWTO, __new__)",
     "_base_manager": "Django documents Model._base_manager (docs: Managers, using managers for related object access)",
+    "_exit": "os._exit is documented (docs: os, Process Management): a forked child ends without the parent's cleanup",
 }
 
 ATTRIBUTE = re.compile(r"(?P<owner>\w+|\))\.(?P<name>_[A-Za-z]\w*)")

@@ -1,5 +1,6 @@
 """Shared fixtures of the lifecycle suites (registered in tests/conftest.py).
 
+- `no_runner_template_in_the_test_process` (autouse): in-process starts exec their runners.
 - `fake_ollama`: a started fake Ollama server (tests/fakes/ollama.py) with .url and knobs.
 - `bot_worker`, `reconcile_ticker`: real Celery workers on simulated hosts, and beat's stand-in.
 - `stubborn_runner_env(env)`: extra worker env whose runners ignore SIGTERM.
@@ -17,6 +18,13 @@ import pytest
 
 from tests.fakes.ollama import FakeOllama
 from tests.support.procs import PYTHON, Proc, free_port, http_ok, wait_for
+
+
+@pytest.fixture(autouse=True)
+def no_runner_template_in_the_test_process(settings) -> None:
+    """Lifecycle code run inside pytest execs its runners: a template it started would outlive
+    the session. Workers (`bot_worker`) fork theirs; the template's tests call it directly."""
+    settings.BOT_RUNNER_TEMPLATE = False
 
 
 @pytest.fixture
@@ -89,7 +97,8 @@ def stubborn_runner_env(base: dict[str, str]) -> dict[str, str]:
 
     hook = str(Path(__file__).resolve().parents[1] / "integration" / "lifecycle" / "stubborn")
     path = os.pathsep.join(p for p in (hook, base.get("PYTHONPATH", "")) if p)
-    return {"PYTHONPATH": path, "DEIA_TEST_STUBBORN_RUNNER": "1"}
+    # Exec'd runners: the hook acts at interpreter start-up, which a forked runner does not have.
+    return {"PYTHONPATH": path, "DEIA_TEST_STUBBORN_RUNNER": "1", "BOT_RUNNER_TEMPLATE": "false"}
 
 
 def kill_test_runners() -> list[int]:

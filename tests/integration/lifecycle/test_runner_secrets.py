@@ -42,6 +42,8 @@ def test_a_runner_gets_only_what_it_reads_and_writes_owner_only_files(permissive
         AWS_SECRET_ACCESS_KEY=AWS_SECRET,
         DEIA_ADMIN_PASSWORD="admin-password-do-not-leak",
         METRICS_TOKEN="metrics-token-do-not-leak",
+        # An exec'd runner's own environment; a forked one has its template's (test_runner_template.py).
+        BOT_RUNNER_TEMPLATE="false",
     )
     assert "REDIS_URL" in worker.env  # the worker has it; its runners must not
     bot = Bot.objects.create(name="Support", slug="support")
