@@ -40,6 +40,7 @@ from bench.support import (  # noqa: E402
     percentile,
     repeats,
     rerun_in_private_postgres,
+    runner_template,
     smoke,
     spread,
 )
@@ -101,7 +102,8 @@ def main() -> int:
         print(f"BOT_PORT_RANGE {low}-{high} has fewer than {BOTS} ports", file=sys.stderr)
         return 1
     try:
-        results = {backend: fleet(backend, fake.url) for backend in ("echo", "ollama")}
+        with runner_template():
+            results = {backend: fleet(backend, fake.url) for backend in ("echo", "ollama")}
     finally:
         fake.stop()
     report(results)

@@ -52,6 +52,7 @@ def main() -> int:
         return rerun
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
     os.environ["API_THROTTLE_USER"] = "off"
+    os.environ["BOT_RUNNER_TEMPLATE"] = "false"  # its reconcile passes start no bot: no template to leave behind
     import django
 
     django.setup()

@@ -71,6 +71,32 @@ def stop_process_group(proc: subprocess.Popen) -> None:
     proc.wait(30)
 
 
+@contextlib.contextmanager
+def runner_template() -> Iterator[int | None]:
+    """This host's runner template, started and ready before a scenario's starts and killed after.
+
+    As a bots worker does at start-up (worker_ready); None when BOT_RUNNER_TEMPLATE is off.
+    Runners forked from it have sessions of their own and outlive it.
+    """
+    from django.conf import settings
+
+    from bots.lifecycle import template
+    from bots.lifecycle.process import kill_group
+
+    if not settings.BOT_RUNNER_TEMPLATE:
+        yield None
+        return
+    template.ensure_started()
+    pid = template.wait_ready(template.fingerprint(), timeout=60)
+    if pid is None:
+        raise RuntimeError(f"no runner template became ready: see {template.template_log()}")
+    try:
+        yield pid
+    finally:
+        if (reply := template.ping()) is not None:
+            kill_group(reply["pid"])
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, as /proc/loadavg gives them."""
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])

@@ -26,8 +26,11 @@ from deia.audit_actions import Action
 log = logging.getLogger("deia.lifecycle")
 
 
-def reconcile_bot(bot_id: int) -> Outcome:
-    """Bring one bot one step closer to its desired state (on its own host if it has a process)."""
+def reconcile_bot(bot_id: int, seen: dict[int, int] | None = None) -> Outcome:
+    """Bring one bot one step closer to its desired state (on its own host if it has a process).
+
+    `seen`: reconcile_host's one scan of this host's runners for the whole pass (see kill_strays).
+    """
     reap_children()
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None:
@@ -36,11 +39,11 @@ def reconcile_bot(bot_id: int) -> Outcome:
         dispatch.reconcile_soon(bot)
         return Outcome.REROUTED
     if bot.status == Status.RUNNING:
-        return _check_running(bot)
+        return _check_running(bot, seen)
     if bot.status == Status.STARTING:
         if start_overdue(bot):
             if bot.pid and is_runner(bot.pid, bot.pk) and is_healthy(bot.port, bot.pk, bot.pid):
-                kill_strays(bot.pk)
+                kill_strays(bot.pk, seen, owner=bot.pid)
                 return adopt(bot.pk, bot.pid)
             return fail_interrupted_start(bot)
         if bot.desired_state == DesiredState.STOPPED and bot.pid:
@@ -49,7 +52,7 @@ def reconcile_bot(bot_id: int) -> Outcome:
     if bot.status == Status.STOPPING:
         return stop_bot(bot.pk)
     # No process should exist for the remaining statuses.
-    kill_strays(bot.pk)
+    kill_strays(bot.pk, seen)
     if bot.desired_state == DesiredState.STOPPED:
         return settle_stopped(bot.pk)
     if start_due(bot):
@@ -57,10 +60,10 @@ def reconcile_bot(bot_id: int) -> Outcome:
     return Outcome.WAITING
 
 
-def _check_running(bot: Bot) -> Outcome:
+def _check_running(bot: Bot, seen: dict[int, int] | None) -> Outcome:
     if bot.desired_state == DesiredState.STOPPED:
         return stop_bot(bot.pk)
-    kill_strays(bot.pk)
+    kill_strays(bot.pk, seen, owner=bot.pid)
     if not is_runner(bot.pid, bot.pk):
         return mark_crashed(bot.pk, bot.pid, f"process {bot.pid} is gone")
     if heartbeat_stale(bot):
@@ -77,24 +80,30 @@ def reconcile_host(host: str | None = None) -> dict[str, int]:
     reap_children()
     template.ensure_started()  # supervision: a template that died is started again
     outcomes: dict[str, int] = {}
-    for bot_id in Bot.objects.filter(host=settings.HOSTNAME).values_list("pk", flat=True):
-        outcome = reconcile_bot(bot_id)
+    seen = runner_pids()  # one scan of /proc for the whole pass, not one per bot
+    checked = list(Bot.objects.filter(host=settings.HOSTNAME).values_list("pk", flat=True))
+    for bot_id in checked:
+        outcome = reconcile_bot(bot_id, seen)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
-    killed = kill_orphans()
+    killed = kill_orphans(seen, checked=set(checked))
     if killed:
         outcomes[Outcome.ORPHANS_KILLED] = killed
     return outcomes
 
 
-def kill_orphans() -> int:
-    """Runners of this host that no bot row claims (deleted bots, lost starts)."""
-    pids = runner_pids()
+def kill_orphans(seen: dict[int, int] | None = None, checked: set[int] = frozenset()) -> int:
+    """Runners of this host that no bot row claims (deleted bots, lost starts).
+
+    `seen` is the pass's scan of /proc; the bots in `checked` had their strays looked for in
+    this pass already.
+    """
+    pids = runner_pids() if seen is None else seen
     if not pids:
         return 0
     existing = set(Bot.objects.filter(pk__in=set(pids.values())).values_list("pk", flat=True))
     killed = 0
-    for bot_id in existing:
-        killed += len(kill_strays(bot_id))
+    for bot_id in existing - checked:
+        killed += len(kill_strays(bot_id, seen))
     if not set(pids.values()) - existing:
         return killed
     with transaction.atomic():

@@ -17,13 +17,19 @@ from bots.models import PROCESS_FIELDS, PROCESS_STATES, Bot, DesiredState, Statu
 from deia.audit_actions import Action
 
 
-def kill_strays(bot_id: int) -> list[int]:
+def kill_strays(bot_id: int, seen: dict[int, int] | None = None, owner: int | None = None) -> list[int]:
     """Kill this host's runners of the bot that its row does not own: never two processes of one bot.
 
     Decided under the row lock on a fresh read, so a runner spawned by a start that claimed
-    the bot after our caller looked at it is never mistaken for a stray.
+    the bot after our caller looked at it is never mistaken for a stray. `seen` is a pass's
+    one scan of /proc (runner_pids()): when it shows no runner of this bot but `owner`, the
+    bot's own process as its caller read it, nothing is locked or scanned again. A runner
+    spawned after that scan waits for the next pass, never the other way round.
     """
-    if not runner_pids(bot_id):
+    suspects = (
+        {pid for pid, owned_by in seen.items() if owned_by == bot_id} if seen is not None else runner_pids(bot_id)
+    )
+    if not set(suspects) - {owner}:
         return []
     with transaction.atomic():
         bot = lock_bot(bot_id)

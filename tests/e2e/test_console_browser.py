@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.management import call_command
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -17,14 +16,12 @@ from tests.plugins.console import WEEK
 @pytest.mark.screenshots
 @pytest.mark.django_db(transaction=True)
 def test_an_operator_reads_the_capacity_page_and_a_weekly_report(
-    browser, gunicorn, django_user_model, known_week, settings, tmp_path
+    browser, gunicorn, django_user_model, known_week, static_root
 ):
     django_user_model.objects.create_superuser("oncall", password="correct-horse-battery")
     report, _ = make_report("weekly", WEEK)
     # The admin's own CSS, as an installation serves it, so the screenshots show the real pages.
-    settings.STATIC_ROOT = tmp_path / "static"
-    call_command("collectstatic", interactive=False, verbosity=0)
-    url = gunicorn(workers=1, STATIC_ROOT=str(settings.STATIC_ROOT))
+    url = gunicorn(workers=1, STATIC_ROOT=str(static_root))
     sign_in(browser, url, "oncall", "correct-horse-battery")
 
     browser.get(f"{url}/admin/ops/maintenancerun/operations/")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import subprocess
 from datetime import timedelta
 
 import pytest
@@ -15,7 +14,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 from bots.models import Bot, Status
 from ops.console import samples
 from tests.plugins.browser import screenshot, sign_in
-from tests.support.procs import PYTHON
 
 
 def seed_history() -> None:
@@ -53,7 +51,7 @@ def seed_history() -> None:
 @pytest.mark.screenshots
 @pytest.mark.django_db(transaction=True)
 def test_an_operator_signs_in_and_sees_the_overview_at_a_glance(
-    browser, gunicorn, django_user_model, child_env, tmp_path
+    browser, gunicorn, django_user_model, static_root
 ):
     django_user_model.objects.create_superuser("oncall", password="correct-horse-battery")
     for name, status in (("Support", Status.RUNNING), ("Sales", Status.RUNNING), ("Billing", Status.STOPPED)):
@@ -61,14 +59,7 @@ def test_an_operator_signs_in_and_sees_the_overview_at_a_glance(
         Bot.objects.filter(slug=name.lower()).update(status=status)
     seed_history()
     # The admin's stylesheets, so that the screenshot shows the page as people see it.
-    static = tmp_path / "static"
-    subprocess.run(
-        [PYTHON, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-        env={**child_env, "STATIC_ROOT": str(static)},
-        check=True,
-        timeout=120,
-    )
-    url = gunicorn(workers=1, STATIC_ROOT=str(static))
+    url = gunicorn(workers=1, STATIC_ROOT=str(static_root))
     sign_in(browser, url, "oncall", "correct-horse-battery")
     browser.get(f"{url}/admin/")
     tiles = WebDriverWait(browser, 15).until(ec.presence_of_element_located((By.ID, "console-tiles")))

@@ -10,8 +10,9 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.messages import get_messages
-from django.db import connection
+from django.db import connection, connections
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
@@ -228,6 +229,9 @@ async def _served_as_asgi(user, n: int) -> tuple[int, int, bytes]:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+        # Django's test client leaves connections open after a request (an ASGI server's
+        # request_finished closes them): give the executor thread's back to the pool.
+        await sync_to_async(connections.close_all)()
     return lines, peak, first
 
 
