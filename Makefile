@@ -83,7 +83,7 @@ screenshots: venv
 	DB_NAME=$(TEST_DB) scripts/services.sh
 	rm -rf var/artefacts/screenshots
 	env $(TEST_ENV) $(PY) -m pytest -m screenshots tests/e2e $(PYTEST_ARGS)
-	mkdir -p docs/screenshots && cp var/artefacts/screenshots/*.png docs/screenshots/
+	install -D -m 0644 -t docs/screenshots var/artefacts/screenshots/*.png
 
 clean:
 	rm -rf var/test-* .pytest_cache

@@ -125,10 +125,12 @@ def hanging_server() -> Iterator:
 
 @pytest.fixture(autouse=True)
 def fresh_api_throttles() -> None:
-    """Every test starts with empty API throttle counters (they live in the shared Redis)."""
+    """Every test starts with empty API throttle counters and no cached overview or diagnosis
+    (they live in the shared Redis; its broker keys stay)."""
     from django.core.cache import cache
 
     if hasattr(cache, "delete_pattern"):
         cache.delete_pattern("throttle_*")
+        cache.delete_pattern("ops:*")
     else:  # the unit tests' local-memory cache: private to this process
         cache.clear()
