@@ -149,7 +149,6 @@ def main() -> int:
     from bots.lifecycle.process import kill_group
     from bots.models import Bot, DesiredState
     from deia.apitokens.models import ApiToken
-    from tests.support.procs import free_port
 
     call_command("migrate", verbosity=0)
     bot, _ = Bot.objects.update_or_create(
@@ -172,7 +171,7 @@ def main() -> int:
                 if template.wait_ready(template.fingerprint()) is None:
                     raise RuntimeError(f"no runner template ready: see {template.template_log()}")
             spawn[mode], cpu[mode], memory[mode] = spawn_to_health(bot, args.n)
-        with gunicorn(free_port(), API_THROTTLE_USER="off") as base:
+        with gunicorn(API_THROTTLE_USER="off") as base:
             for mode, flag in MODES:
                 os.environ["BOT_RUNNER_TEMPLATE"] = flag
                 worker = bots_worker()
