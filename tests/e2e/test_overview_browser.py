@@ -50,9 +50,7 @@ def seed_history() -> None:
 
 @pytest.mark.screenshots
 @pytest.mark.django_db(transaction=True)
-def test_an_operator_signs_in_and_sees_the_overview_at_a_glance(
-    browser, gunicorn, django_user_model, static_root
-):
+def test_an_operator_signs_in_and_sees_the_overview_at_a_glance(browser, gunicorn, django_user_model, static_root):
     django_user_model.objects.create_superuser("oncall", password="correct-horse-battery")
     for name, status in (("Support", Status.RUNNING), ("Sales", Status.RUNNING), ("Billing", Status.STOPPED)):
         Bot.objects.create(name=name, slug=name.lower())
