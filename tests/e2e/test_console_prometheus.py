@@ -27,6 +27,9 @@ def test_the_figures_come_from_prometheus_and_its_recording_rules(gunicorn, prom
     api_count = f'django_http_requests_latency_seconds_by_view_method_count{{view!~"{LATENCY_VIEWS_LEFT_OUT}"}}'
     wait_for_series(app.prometheus, f"increase({api_count}[1m]) > 0")
     wait_for_series(app.prometheus, "deia_web:http_request_duration_seconds:p95_rate5m >= 0", timeout=90)
+    # Availability is a subquery on steps aligned to its resolution: on a Prometheus seconds
+    # old, no step may follow the first scrape yet.
+    wait_for_series(app.prometheus, src.expression(Figure.AVAILABILITY, 300), timeout=30)
     end = datetime.now(UTC)
     five = (end - timedelta(minutes=5), end)
 
