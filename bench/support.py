@@ -81,7 +81,6 @@ def runner_template() -> Iterator[int | None]:
     from django.conf import settings
 
     from bots.lifecycle import template
-    from bots.lifecycle.process import kill_group
 
     if not settings.BOT_RUNNER_TEMPLATE:
         yield None
@@ -93,8 +92,7 @@ def runner_template() -> Iterator[int | None]:
     try:
         yield pid
     finally:
-        if (reply := template.ping()) is not None:
-            kill_group(reply["pid"])
+        template.stop()
 
 
 def load_average() -> str:

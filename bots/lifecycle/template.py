@@ -34,7 +34,9 @@ from bots.lifecycle.process import (
     TAG_VAR,
     TEMPLATE_ID,
     Spawned,
+    kill_group,
     log_path,
+    process_tag,
     runner_process_env,
     runner_tag,
     spawn_runner,
@@ -180,6 +182,14 @@ def ensure_started() -> int | None:
         return None  # started, not listening yet
     start_template(fp)
     return None
+
+
+def stop() -> list[int]:
+    """Stop this host's templates: the one answering and any still loading (runners they forked
+    live on in their own sessions). The pids signalled."""
+    tag = runner_tag(TEMPLATE_ID)
+    pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and process_tag(int(entry)) == tag]
+    return [pid for pid in pids if kill_group(pid)]
 
 
 def wait_ready(fp: str, timeout: float = READY_TIMEOUT) -> int | None:

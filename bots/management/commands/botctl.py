@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from bots import lifecycle
+from bots.lifecycle import template
 from bots.lifecycle.process import reap_children
 from bots.lifecycle.reconcile import kill_orphans
 from bots.lifecycle.stop import stop_bot
@@ -17,7 +18,8 @@ from bots.models import PROCESS_STATES, Bot
 
 
 def shutdown_host() -> int:
-    """Stop every bot process this host holds; desired states stay, so the next run restarts them."""
+    """Stop every bot process this host holds, and its runner template; desired states stay, so
+    the next run restarts them."""
     ids = list(Bot.objects.filter(host=settings.HOSTNAME, status__in=PROCESS_STATES).values_list("pk", flat=True))
 
     def stop(bot_id: int) -> str:
@@ -29,6 +31,7 @@ def shutdown_host() -> int:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(stop, ids))
     reap_children()
+    template.stop()  # and its runner template: leaving `make run` leaves no process behind
     return len(ids) + kill_orphans()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -41,6 +42,8 @@ def test_shutdown_host_stops_this_hosts_bots_and_keeps_their_desired_state(bot_w
     lifecycle.request_start(bot, actor="test")
     wait_for(lambda: Bot.objects.get(pk=bot.pk).status == Status.RUNNING, timeout=30, what="running")
     bot.refresh_from_db()
+    wait_for(lambda: template_pids("host-a"), timeout=30, what="host-a's runner template")
+    worker.proc.stop(grace=10)  # as `make run` does: honcho stops the worker, then the trap runs this
     result = subprocess.run(
         [PYTHON, "manage.py", "botctl", "shutdown-host"],
         env={**worker.env},
@@ -55,3 +58,18 @@ def test_shutdown_host_stops_this_hosts_bots_and_keeps_their_desired_state(bot_w
     bot.refresh_from_db()
     assert (bot.status, bot.desired_state) == (Status.STOPPED, DesiredState.RUNNING)
     assert AuditLog.objects.get(action="bot.stopped").actor == "shutdown"
+    # Its runner template goes too: leaving `make run` leaves no process behind.
+    wait_for(lambda: template_pids("host-a") == [], timeout=10, what="host-a's runner template to end")
+
+
+def template_pids(host: str) -> list[int]:
+    """Live runner templates of `host` (their process title names the host)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit() and title.startswith(f"deia-runner-template {host}/") and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
