@@ -127,6 +127,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Admin lists of big tables (chat messages, audit log) show PostgreSQL's estimate ("about N")
 # instead of a COUNT(*) of the whole table once the planner counts more rows than this.
 ADMIN_COUNT_ESTIMATE_ABOVE = env.int("ADMIN_COUNT_ESTIMATE_ABOVE", 100_000, minimum=0)
+# Each web process hands its per-minute traffic counts to the database at most this often (deia.traffic).
+TRAFFIC_FLUSH_SECONDS = env.float("TRAFFIC_FLUSH_SECONDS", 15.0, minimum=0.5)
 
 # --- cache and broker -------------------------------------------------------------
 REDIS_URL = env.raw("REDIS_URL")

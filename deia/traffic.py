@@ -2,7 +2,7 @@
 
 Every request adds to the counters of its minute here (requests, 5xx responses, a latency
 histogram, cache hits and misses): no database write on the request path. At most every
-FLUSH_SECONDS, on request_finished (as the pool gauges are updated), the minutes gathered
+TRAFFIC_FLUSH_SECONDS, on request_finished (as the pool gauges are updated), the minutes gathered
 since the last flush are handed to the registered sinks (ops.console stores them in its
 sample table) and forgotten. A sink that fails keeps nothing: the next flush starts afresh
 rather than growing without bound while the database is down.
@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils.deprecation import MiddlewareMixin
 from django_prometheus.cache import metrics as cache_metrics
@@ -26,7 +27,6 @@ from deia.adapters.django import Inline
 
 log = logging.getLogger(__name__)
 
-FLUSH_SECONDS = 15.0
 # Upper bounds (seconds) of the latency histogram; the last bucket is everything above.
 LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0, 10.0)
 # Views whose time is another component's, left out of the latency histogram as the
@@ -90,7 +90,7 @@ class Aggregator:
             counts[(CACHE_MISSES, "")] += misses - seen_misses
 
     def due(self) -> bool:
-        return self.clock() - self.last_flush >= FLUSH_SECONDS
+        return self.clock() - self.last_flush >= settings.TRAFFIC_FLUSH_SECONDS
 
     def take(self) -> dict[int, Counts]:
         """Every minute gathered so far (this minute's cache reads included), forgotten here."""
@@ -123,7 +123,7 @@ def add_sink(sink: Sink) -> None:
 
 
 def flush_if_due(**_signal_kwargs) -> None:
-    """request_finished receiver: at most one flush every FLUSH_SECONDS per process."""
+    """request_finished receiver: at most one flush every TRAFFIC_FLUSH_SECONDS per process."""
     if not AGGREGATOR.due():
         return
     if AGGREGATOR.flush() and not connection.in_atomic_block:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -42,12 +43,12 @@ def test_many_requests_write_nothing_until_the_flush_which_writes_once(client, c
     with CaptureQueriesContext(connection) as queries:
         for _ in range(40):
             assert client.get("/health").status_code == 200
-            clock.now += 0.1  # 4 s in all: under FLUSH_SECONDS
+            clock.now += 0.1  # 4 s in all: under TRAFFIC_FLUSH_SECONDS
         assert client.get("/api/bots").status_code in (401, 403)
     assert writes(queries) == []
     assert not Sample.objects.exists()
 
-    clock.now += traffic.FLUSH_SECONDS
+    clock.now += settings.TRAFFIC_FLUSH_SECONDS
     with CaptureQueriesContext(connection) as queries:
         client.get("/health")
     assert len(writes(queries)) == 1
@@ -64,7 +65,7 @@ def test_a_server_error_is_counted_as_an_error(client, clock, settings):
     settings.OLLAMA_URL = f"http://127.0.0.1:{free_port()}"
     Bot.objects.create(name="Down", slug="down", backend=Backend.OLLAMA, model_name="llama3.2")
     assert client.get("/health/llm").status_code == 503
-    clock.now += traffic.FLUSH_SECONDS
+    clock.now += settings.TRAFFIC_FLUSH_SECONDS
     client.get("/health")
     counts = {(n, lb): v for n, lb, v in Sample.objects.values_list("name", "label", "value")}
     assert counts[(samples.ERRORS, "")] == 1
@@ -76,19 +77,19 @@ def test_a_failing_sink_loses_those_seconds_and_never_the_request(client, clock,
         raise RuntimeError("database away")
 
     monkeypatch.setattr(traffic.AGGREGATOR, "sinks", [broken])
-    clock.now += traffic.FLUSH_SECONDS
+    clock.now += settings.TRAFFIC_FLUSH_SECONDS
     assert client.get("/health").status_code == 200
     assert traffic.AGGREGATOR.take() == {}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_real_web_process_flushes_its_minutes_on_its_own(gunicorn):
-    web = gunicorn(workers=1)
+    web = gunicorn(workers=1, TRAFFIC_FLUSH_SECONDS="1")
 
     def flushed() -> bool:
         httpx.get(f"{web}/health", timeout=10)
         return Sample.objects.filter(name=samples.REQUESTS).exists()
 
-    # The first flush comes FLUSH_SECONDS after the worker started, on the end of a request.
-    wait_for(flushed, timeout=traffic.FLUSH_SECONDS + 20, interval=0.5, what="the web's first flush")
+    # The first flush comes TRAFFIC_FLUSH_SECONDS after the worker started, on the end of a request.
+    wait_for(flushed, timeout=20, interval=0.5, what="the web's first flush")
     assert Sample.objects.filter(name=samples.REQUESTS).count() >= 1
