@@ -38,6 +38,8 @@ command -v logrotate >/dev/null || packages+=(logrotate)
 command -v nginx >/dev/null || packages+=(nginx)
 # make bench and its smoke test (tests/integration/test_bench_scenarios.py) drive the API with wrk.
 command -v wrk >/dev/null || packages+=(wrk)
+# The PgBouncer tests (tests/integration/pgbouncer) start their own pgbouncer on a free port.
+[ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
 if ((${#packages[@]})); then
   [ "$(id -u)" = 0 ] || die "missing ${packages[*]}; run as root so apt-get can install them"
   say "installing ${packages[*]}"
