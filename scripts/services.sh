@@ -49,6 +49,8 @@ if ((${#packages[@]})); then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+  # Not started (policy-rc.d), and not at boot either: the tests start PgBouncers of their own.
+  if [[ " ${packages[*]} " == *" pgbouncer "* ]]; then systemctl disable --quiet pgbouncer 2>/dev/null || true; fi
 fi
 
 # PostgreSQL

@@ -28,6 +28,7 @@ class Pooled:
     direct_url: str
     bouncer: PgBouncer
     var_dir: str
+    queries_after_migrate: int = -1  # what PgBouncer had passed on once `migrate` was done
 
     @property
     def database(self) -> str:
@@ -82,4 +83,5 @@ def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pooled]:
         pooled = Pooled(direct_url, bouncer, str(tmp_path_factory.mktemp("pooled-var")))
         # Past PgBouncer (deia.pooler.DIRECT_COMMANDS), as deploy/install.sh's `manage.py setup`.
         pooled.manage("migrate", "--verbosity", "0")
+        pooled.queries_after_migrate = pooled.bouncer_queries()
         yield pooled
