@@ -1,7 +1,8 @@
 """The PgBouncer suites' cluster: a private PostgreSQL with max_connections = 100 (the
 budget under test, and no other suite's connections in it), PgBouncer in front of it
 running the shipped deploy/pgbouncer/pgbouncer.ini, and the app set up through them as
-deia.env would have it (DATABASE_POOLER=pgbouncer). One per module; both stopped after it.
+deia.env would have it (DATABASE_POOLER=pgbouncer). One for the package's tests; both
+stopped after them, also when one fails.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Pooled:
         return int(rows[0]["total_query_count"]) if rows else 0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def pooled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pooled]:
     with contextlib.ExitStack() as stack:
         direct_url = stack.enter_context(private_postgres(max_connections=100, migrate=False))

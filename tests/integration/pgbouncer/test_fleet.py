@@ -79,9 +79,11 @@ def test_a_hundred_heartbeating_bots_and_the_web_stay_within_max_connections_100
 ):
     env = pooled.env(MAX_BOTS=str(BOTS), LOG_DIR=str(tmp_path / "log"), **HEARTBEAT)
     t0 = time.monotonic()
-    worker = bot_worker("pooled-host", concurrency=8, BOT_RUNNER_TEMPLATE="true", **env)
-    web = gunicorn(workers=2, **env)
-    key = pooled.manage("shell", "-c", CREATE_BOTS_AND_TOKEN).strip().splitlines()[-1]
+    with ThreadPoolExecutor(1) as pool:  # the bots and the token are made while the services start
+        made = pool.submit(pooled.manage, "shell", "-c", CREATE_BOTS_AND_TOKEN)
+        worker = bot_worker("pooled-host", concurrency=8, BOT_RUNNER_TEMPLATE="true", **env)
+        web = gunicorn(workers=2, **env)
+        key = made.result().strip().splitlines()[-1]
     ids = [row[0] for row in bot_rows(pooled)]
     assert len(ids) == BOTS
     print(f"worker, web and bots ready in {time.monotonic() - t0:.1f} s")
