@@ -132,10 +132,10 @@ def _as_postgres(args: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
-def private_postgres(max_connections: int = 400) -> Iterator[str]:
+def private_postgres(max_connections: int = 400, migrate: bool = True) -> Iterator[str]:
     """A throw-away PostgreSQL cluster (same version and defaults as the shared one, but
-    max_connections, max_wal_size and maintenance_work_mem) on a free port, migrated;
-    yields its DATABASE_URL.
+    max_connections, max_wal_size and maintenance_work_mem) on a free port, migrated unless
+    `migrate` is false; yields its DATABASE_URL.
 
     For scenarios the shared server must not take: a hundred runners hold a pooled
     connection each (the shared server's max_connections is 100, and other suites use it),
@@ -161,7 +161,8 @@ def private_postgres(max_connections: int = 400) -> Iterator[str]:
         subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "deia", name], **quiet)
         url = f"postgres://deia@127.0.0.1:{port}/{name}"
         env = {**os.environ, "DATABASE_URL": url}
-        subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
+        if migrate:
+            subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True)
         yield url
     finally:
         subprocess.run(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from deia.pooler import check_pooler
+
 
 def bot_settings(app_configs, **kwargs):
     problems = []
@@ -38,3 +40,4 @@ def bot_settings(app_configs, **kwargs):
 
 def register_all() -> None:
     register(bot_settings)
+    register(check_pooler)

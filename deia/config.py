@@ -159,8 +159,11 @@ class Env:
             raise ConfigError(name, f"no host in {value!r}")
         return value.rstrip("/")
 
-    def database(self, name: str, default: str, sqlite_options: dict, pool_max: int = 10) -> dict:
-        """DATABASE_URL to a Django DATABASES entry: PostgreSQL (pooled) or SQLite."""
+    def database(self, name: str, default: str, sqlite_options: dict, pool_max: int = 10, pooler: str = "none") -> dict:
+        """DATABASE_URL to a Django DATABASES entry: PostgreSQL (pooled) or SQLite.
+
+        pooler="pgbouncer": the URL is PgBouncer in transaction pooling mode (docs/PGBOUNCER.md).
+        """
         value = self.str(name, default)
         scheme = urlsplit(value).scheme
         if scheme in ("postgres", "postgresql", "pgsql"):
@@ -187,6 +190,12 @@ class Env:
             # The pool checks a connection before handing it out, so one killed by the
             # idle-connection remedy or a PostgreSQL restart is replaced, not an error.
             config["CONN_HEALTH_CHECKS"] = True
+            if pooler == "pgbouncer":
+                # Each transaction may run on another server connection: no named prepared
+                # statements (PgBouncer 1.18 cannot carry them over) and no WITH HOLD cursors,
+                # which Django declares for .iterator() outside a transaction (they outlive it).
+                options.setdefault("prepare_threshold", None)
+                config["DISABLE_SERVER_SIDE_CURSORS"] = True
             return config
         if scheme == "sqlite":
             # sqlite:////abs/path.sqlite3 is absolute, sqlite:///rel.sqlite3 relative.

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from deia.config import ConfigError, Env
+from deia.pooler import direct_command
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -113,11 +114,26 @@ _SQLITE_OPTIONS = {
 DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", 10, minimum=1)
 # What a bot runner gets as its DB_POOL_MAX_SIZE (bots/lifecycle/process.py): it serves few connections.
 RUNNER_DB_POOL_MAX_SIZE = env.int("RUNNER_DB_POOL_MAX_SIZE", 4, minimum=1)
+# "pgbouncer": DATABASE_URL is PgBouncer in transaction pooling mode (docs/PGBOUNCER.md), and
+# DATABASE_DIRECT_URL is PostgreSQL itself, for what must not go through it: migrations,
+# pg_dump/pg_restore, dbshell (deia.pooler.DIRECT_COMMANDS, the backup jobs).
+DATABASE_POOLER = env.choice("DATABASE_POOLER", "none", ("none", "pgbouncer"))
 DATABASES = {
     "default": env.database(
-        "DATABASE_URL", f"sqlite:///{VAR_DIR / 'deia.sqlite3'}", _SQLITE_OPTIONS, pool_max=DB_POOL_MAX_SIZE
+        "DATABASE_URL",
+        f"sqlite:///{VAR_DIR / 'deia.sqlite3'}",
+        _SQLITE_OPTIONS,
+        pool_max=DB_POOL_MAX_SIZE,
+        pooler=DATABASE_POOLER,
     )
 }
+DATABASE_DIRECT = (
+    env.database("DATABASE_DIRECT_URL", "", _SQLITE_OPTIONS, pool_max=2) if env.raw("DATABASE_DIRECT_URL") else None
+)
+# What the app's processes use (deia.pooler checks it), whichever this process connects to.
+DATABASE_SERVED = DATABASES["default"]
+if DATABASE_DIRECT is not None and direct_command(sys.argv):
+    DATABASES["default"] = DATABASE_DIRECT
 DATABASE_IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 DB_POOL_MAX = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("max_size", 0) if DATABASE_IS_POSTGRES else 0
 # Threads per web worker for everything but the chat path (deia/asgi.py); chats entering

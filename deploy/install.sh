@@ -24,6 +24,9 @@
 #                           the app's database and role (deia, deia, 127.0.0.1, 5432). The
 #                           role's password is generated once into /etc/deia/db_password.
 #                           The role and database are made by psql as the OS user postgres.
+#   DEIA_PGBOUNCER_PORT     PgBouncer's port (6432), used when deia.env has
+#                           DATABASE_POOLER=pgbouncer (docs/PGBOUNCER.md): DATABASE_URL goes
+#                           there and DATABASE_DIRECT_URL to PostgreSQL.
 #   DEIA_REDIS_URL          use this Redis as is (no requirepass set up); by default Redis on
 #                           127.0.0.1:6379 gets a generated password (/etc/deia/redis_password).
 #   DEIA_SERVER_NAME        nginx server_name and ALLOWED_HOSTS (hostname -f). A self-signed
@@ -253,7 +256,12 @@ if step env; then
   tmp=$(mktemp)
   if [ -f "$ENV_FILE" ]; then cp "$ENV_FILE" "$tmp"; else render "$SRC/deploy/systemd/deia.env.example" | named > "$tmp"; fi
   # The installer's own lines; everything else in deia.env is the operator's to edit.
-  set_env "$tmp" DATABASE_URL "postgres://$DB_USER:$DB_PASSWORD@$DB_HOST:$DB_PORT/$DB_NAME"
+  if grep -qx 'DATABASE_POOLER=pgbouncer' "$tmp"; then
+    set_env "$tmp" DATABASE_URL "postgres://$DB_USER:$DB_PASSWORD@127.0.0.1:${DEIA_PGBOUNCER_PORT:-6432}/$DB_NAME"
+    set_env "$tmp" DATABASE_DIRECT_URL "postgres://$DB_USER:$DB_PASSWORD@$DB_HOST:$DB_PORT/$DB_NAME"
+  else
+    set_env "$tmp" DATABASE_URL "postgres://$DB_USER:$DB_PASSWORD@$DB_HOST:$DB_PORT/$DB_NAME"
+  fi
   set_env "$tmp" REDIS_URL "$REDIS_URL"
   set_env "$tmp" GUNICORN_BIND "127.0.0.1:$WEB_PORT"
   set_env "$tmp" DIAGNOSE_WEB_URL "http://127.0.0.1:$WEB_PORT"

@@ -38,6 +38,8 @@ command -v logrotate >/dev/null || packages+=(logrotate)
 command -v nginx >/dev/null || packages+=(nginx)
 # make bench and its smoke test (tests/integration/test_bench_scenarios.py) drive the API with wrk.
 command -v wrk >/dev/null || packages+=(wrk)
+# The PgBouncer tests (tests/integration/pgbouncer) start their own pgbouncer on a free port.
+[ -x /usr/sbin/pgbouncer ] || packages+=(pgbouncer)
 if ((${#packages[@]})); then
   [ "$(id -u)" = 0 ] || die "missing ${packages[*]}; run as root so apt-get can install them"
   say "installing ${packages[*]}"
@@ -47,6 +49,8 @@ if ((${#packages[@]})); then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
+  # Not started (policy-rc.d), and not at boot either: the tests start PgBouncers of their own.
+  if [[ " ${packages[*]} " == *" pgbouncer "* ]]; then systemctl disable --quiet pgbouncer 2>/dev/null || true; fi
 fi
 
 # PostgreSQL

@@ -31,7 +31,9 @@ class Target:
 
     @classmethod
     def default(cls) -> Target:
-        db = connections["default"].settings_dict
+        """The application's database; behind PgBouncer, PostgreSQL itself (DATABASE_DIRECT_URL):
+        pg_dump sets session parameters and the restore check creates a database."""
+        db = settings.DATABASE_DIRECT or connections["default"].settings_dict
         return cls(
             name=db["NAME"],
             user=db.get("USER") or "",

@@ -437,3 +437,25 @@ def test_the_installed_units_bring_up_a_system_that_answers(installed: Installed
         for proc in reversed(procs):
             proc.stop()
         kill_prefix_processes(prefix)
+
+
+def test_behind_pgbouncer_the_env_step_sends_the_app_to_it_and_migrations_past_it(installed: Installed) -> None:
+    env_file = installed.path("/etc/deia/deia.env")
+    original = env_file.read_text()
+    only_env = "apt user code venv secrets database redis setup units nginx prometheus alertmanager exporters"
+    try:
+        env_file.write_text(original + "DATABASE_POOLER=pgbouncer\n")
+        result = subprocess.run(
+            ["bash", str(INSTALL)],
+            env={**installed.env, "DEIA_SKIP": f"{only_env} pgmonitor systemd", "DEIA_PGBOUNCER_PORT": "6499"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        lines = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if re.match(r"[A-Z_]+=", line))
+        port = installed.env["DEIA_DB_PORT"]
+        assert lines["DATABASE_URL"].endswith(f"@127.0.0.1:6499/{installed.db_name}"), lines["DATABASE_URL"]
+        assert lines["DATABASE_DIRECT_URL"].endswith(f":{port}/{installed.db_name}"), lines["DATABASE_DIRECT_URL"]
+    finally:
+        env_file.write_text(original)

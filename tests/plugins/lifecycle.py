@@ -101,8 +101,8 @@ def stubborn_runner_env(base: dict[str, str]) -> dict[str, str]:
     return {"PYTHONPATH": path, "DEIA_TEST_STUBBORN_RUNNER": "1", "BOT_RUNNER_TEMPLATE": "false"}
 
 
-def kill_test_runners() -> list[int]:
-    """Kill every runner process group of this test database, on any simulated host."""
+def kill_test_runners(database: str | None = None) -> list[int]:
+    """Kill every runner process group of this test database (or of `database`), on any simulated host."""
     import os
     import signal
 
@@ -110,7 +110,7 @@ def kill_test_runners() -> list[int]:
 
     from bots.lifecycle.process import pid_alive, process_tag
 
-    marker = f"/{connection.settings_dict['NAME']}/"
+    marker = f"/{database or connection.settings_dict['NAME']}/"
     killed = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and marker in (process_tag(int(entry)) or "") and pid_alive(int(entry)):
