@@ -229,6 +229,10 @@ def load_messages(cursor, first: int, target: int, *, chunk: int, **args) -> Non
     for _, definition in indexes:
         # A partitioned index prints as ON ONLY: that would build it on the parent alone.
         cursor.execute(definition.replace(" ON ONLY ", " ON ", 1))
+    from bots import partitions
+
+    if partitions.is_partitioned():
+        partitions.name_indexes()  # as the migration and the partitions job name them
     cursor.execute("ANALYZE chat_messages")
 
 
