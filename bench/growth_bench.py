@@ -21,20 +21,23 @@ import os
 import random
 import sys
 import time
-import uuid
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.support import (  # noqa: E402
+    conversation_id,
     gunicorn,
     load_average,
+    load_messages,
     percentile,
     repeats,
     rerun_in_private_postgres,
     smoke,
     spread,
+    total_size,
 )
 
 BOT_COUNTS = (3, 10) if smoke() else (10, 100, 1000)
@@ -44,6 +47,7 @@ CONVERSATION_LENGTH = 20
 REQUESTS = 10 if smoke() else 100
 READS = 20 if smoke() else 200
 CHUNK = 1_000_000  # rows per INSERT ... SELECT
+TABLE = "chat_messages"
 
 
 def main() -> int:
@@ -107,39 +111,13 @@ def bot_growth() -> dict[int, dict]:
 
 
 # --- messages -----------------------------------------------------------------------
-LOAD = """
-INSERT INTO chat_messages
-    (bot_id, conversation, role, content, created_at, latency_ms, prompt_tokens, completion_tokens,
-     error, interrupted, request_id)
-SELECT bot_ids[1 + (i / %(length)s) %% %(bots)s],
-       md5('conversation ' || (i / %(length)s))::uuid,
-       CASE WHEN i %% 2 = 0 THEN 'user' ELSE 'assistant' END,
-       'benchmark message number ' || i || ' of a conversation about nothing in particular',
-       now() - (%(last)s - i) * interval '1 second',
-       CASE WHEN i %% 2 = 1 THEN 800 END, CASE WHEN i %% 2 = 1 THEN 40 END, CASE WHEN i %% 2 = 1 THEN 25 END,
-       '', false, ''
-FROM generate_series(%(first)s, %(last)s) AS i,
-     (SELECT array_agg(id ORDER BY id) AS bot_ids FROM bots_bot WHERE slug LIKE 'history-%%') AS b
-"""
-SECONDARY_INDEXES = """
-SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-WHERE x.indrelid = 'chat_messages'::regclass AND NOT x.indisprimary
-"""
-# What the console reads instead of COUNT(*): the planner's estimate, kept by ANALYZE and autovacuum.
-ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = 'chat_messages'::regclass"
-
-
-def conversation_id(n: int) -> uuid.UUID:
-    """The conversation LOAD gives to its n-th group of CONVERSATION_LENGTH messages."""
-    import hashlib
-
-    return uuid.UUID(hashlib.md5(f"conversation {n}".encode()).hexdigest())  # noqa: S324 - an id, not a hash of a secret
-
-
 def message_growth() -> dict[int, dict]:
     from django.db import connection
+    from django.utils import timezone
 
+    from bots import partitions
     from bots.models import Bot, ChatMessage
+    from deia.paginator import estimated_rows
 
     bots = Bot.objects.bulk_create(Bot(name=f"history-{i:03}", slug=f"history-{i:03}") for i in range(MESSAGE_BOTS))
     bot_ids = [bot.pk for bot in bots]
@@ -149,19 +127,14 @@ def message_growth() -> dict[int, dict]:
         for target in MESSAGE_COUNTS:
             began = time.perf_counter()
             with connection.cursor() as cursor:
-                # Building an index once is far faster than growing it row by row (the conversation
-                # index is in random uuid order): the secondary indexes go for the load and come back.
-                cursor.execute(SECONDARY_INDEXES)
-                indexes = cursor.fetchall()
-                for name, _ in indexes:
-                    cursor.execute(f'DROP INDEX "{name}"')
-                for first in range(loaded, target, CHUNK):
-                    last = min(first + CHUNK, target) - 1
-                    args = {"first": first, "last": last, "length": CONVERSATION_LENGTH, "bots": MESSAGE_BOTS}
-                    cursor.execute(LOAD, args)
-                for _, definition in indexes:
-                    cursor.execute(definition)
-                cursor.execute("ANALYZE chat_messages")
+                # Every month the rows fall in has its partition (none in the default one).
+                months = partitions.months_between(timezone.now() - timedelta(seconds=target), timezone.now())
+                for month in months:
+                    partitions.ensure_month(month)
+                args = {"length": CONVERSATION_LENGTH, "bots": MESSAGE_BOTS, "prefix": "history-", "step": 1}
+                load_messages(
+                    cursor, loaded, target, chunk=CHUNK, start=timezone.now() - timedelta(seconds=target), **args
+                )
             load_seconds = time.perf_counter() - began
             loaded = target
             print(f"bench: {target} messages loaded in {load_seconds:.0f} s", file=sys.stderr)
@@ -191,11 +164,11 @@ def message_growth() -> dict[int, dict]:
                         timed(lambda c=cursor: c.execute("SELECT COUNT(*) FROM chat_messages")) * 1000
                     )
                     exact = cursor.fetchone()[0]
-                    reads["estimate"].append(timed(lambda c=cursor: c.execute(ESTIMATE)) * 1000)
-                    estimate = cursor.fetchone()[0]
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_total_relation_size('chat_messages')")
-                size = cursor.fetchone()[0]
+                    # What the console reads instead: the planner's estimate, kept by ANALYZE and autovacuum.
+                    estimated: list[int | None] = []
+                    reads["estimate"].append(timed(lambda e=estimated: e.append(estimated_rows(TABLE))) * 1000)
+                    estimate = estimated[0]
+            size = total_size()
             results[target] = {
                 **reads,
                 "load_seconds": load_seconds,

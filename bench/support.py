@@ -180,3 +180,67 @@ def rerun_in_private_postgres(script: str, max_connections: int = 400) -> int | 
     with private_postgres(max_connections) as url:
         env = {**os.environ, "DATABASE_URL": url, PRIVATE_MARK: "1"}
         return subprocess.run([sys.executable, script, *sys.argv[1:]], cwd=ROOT, env=env).returncode
+
+
+# --- stored messages (growth and history benches) -----------------------------------------
+# Rows go in by INSERT ... SELECT generate_series, not the ORM: ten million in minutes. Row i is
+# in conversation i / length (conversation_id(n) gives its uuid), of bot (i / length) % bots of
+# those whose slug starts with `prefix`, written at start + i * step seconds.
+LOAD_MESSAGES = """
+INSERT INTO chat_messages
+    (bot_id, conversation, role, content, created_at, latency_ms, prompt_tokens, completion_tokens,
+     error, interrupted, request_id)
+SELECT bot_ids[1 + (i / %(length)s) %% %(bots)s],
+       md5('conversation ' || (i / %(length)s))::uuid,
+       CASE WHEN i %% 2 = 0 THEN 'user' ELSE 'assistant' END,
+       'benchmark message number ' || i || ' of a conversation about nothing in particular',
+       %(start)s::timestamptz + i * %(step)s * interval '1 second',
+       CASE WHEN i %% 2 = 1 THEN 800 END, CASE WHEN i %% 2 = 1 THEN 40 END, CASE WHEN i %% 2 = 1 THEN 25 END,
+       '', false, ''
+FROM generate_series(%(first)s, %(last)s) AS i,
+     (SELECT array_agg(id ORDER BY id) AS bot_ids FROM bots_bot WHERE slug LIKE %(prefix)s || '%%') AS b
+"""
+SECONDARY_INDEXES = """
+SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+WHERE x.indrelid = 'chat_messages'::regclass AND NOT x.indisprimary
+"""
+
+
+def conversation_id(n: int):
+    """The conversation LOAD_MESSAGES gives to its n-th group of `length` messages."""
+    import hashlib
+    import uuid
+
+    return uuid.UUID(hashlib.md5(f"conversation {n}".encode()).hexdigest())  # noqa: S324 - an id, not a hash of a secret
+
+
+def load_messages(cursor, first: int, target: int, *, chunk: int, **args) -> None:
+    """Rows first .. target - 1 (LOAD_MESSAGES' args: length, bots, prefix, start, step), in chunks.
+
+    Building an index once is far faster than growing it row by row (the conversation index is
+    in random uuid order): the secondary indexes go for the load and come back after it. On the
+    partitioned table they are the parent's, and come back on every partition.
+    """
+    cursor.execute(SECONDARY_INDEXES)
+    indexes = cursor.fetchall()
+    for name, _ in indexes:
+        cursor.execute(f'DROP INDEX "{name}"')
+    for low in range(first, target, chunk):
+        cursor.execute(LOAD_MESSAGES, {**args, "first": low, "last": min(low + chunk, target) - 1})
+    for _, definition in indexes:
+        # A partitioned index prints as ON ONLY: that would build it on the parent alone.
+        cursor.execute(definition.replace(" ON ONLY ", " ON ", 1))
+    from bots import partitions
+
+    if partitions.is_partitioned():
+        partitions.name_indexes()  # as the migration and the partitions job name them
+    cursor.execute("ANALYZE chat_messages")
+
+
+def total_size() -> int:
+    """chat_messages' bytes with its indexes: all its partitions' (the parent itself holds none)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('chat_messages')")
+        return cursor.fetchone()[0]

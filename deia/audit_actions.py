@@ -81,6 +81,17 @@ class Action(StrEnum):
     OPS_RESTORE = "ops.restore", Severity.INFO, "The database was restored from a backup."
     OPS_SCHEDULES_INSTALL = "ops.schedules_install", Severity.INFO, "Beat's maintenance schedules were installed."
     MAINTENANCE_ENQUEUE = "maintenance.enqueue", Severity.INFO, "An operator queued a maintenance job."
+    # Chat history partitions (PostgreSQL): one row per month's partition made or dropped.
+    CHAT_PARTITION_CREATE = (
+        "chat.partition_create",
+        Severity.INFO,
+        "A month's partition of chat_messages was created (rows waiting in the default partition moved in).",
+    )
+    CHAT_PARTITION_DROP = (
+        "chat.partition_drop",
+        Severity.INFO,
+        "An expired month's partition of chat_messages was dropped by retention (its row count).",
+    )
 
 
 # The subjects of the maintenance families: the job registry declares each job here.

@@ -2,7 +2,8 @@
 
 Django's changelist counts its rows on every page view; on PostgreSQL a COUNT(*) of the
 whole chat_messages table reads all of it. When the list is unfiltered and the planner's
-estimate (pg_class.reltuples, kept by ANALYZE and autovacuum) is above
+estimate (pg_class.reltuples, kept by ANALYZE and autovacuum; summed over a partitioned
+table's partitions) is above
 ADMIN_COUNT_ESTIMATE_ABOVE, the count is that estimate, and the list says "about N".
 A filtered list, a small table and SQLite get the exact count.
 """
@@ -22,11 +23,18 @@ def estimated_rows(table: str, using: str = "default") -> int | None:
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
+    # A partitioned table's own reltuples is set only by an ANALYZE of it, which autovacuum never
+    # runs: the sum of its partitions'.
+    # -1 (PostgreSQL 14+) means never analysed: no estimate to trust when no leaf has one.
     with connection.cursor() as cursor:
-        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
-        row = cursor.fetchone()
-    # -1 (PostgreSQL 14+) means the table was never analysed: no estimate to trust.
-    return row[0] if row and row[0] >= 0 else None
+        cursor.execute(
+            "SELECT sum(greatest(reltuples, 0))::bigint, bool_or(reltuples >= 0) FROM pg_class "
+            "WHERE relkind <> 'p' AND (oid = %s::regclass OR oid IN "
+            "(SELECT relid FROM pg_partition_tree(%s::regclass) WHERE isleaf))",
+            [table, table],
+        )
+        rows, analysed = cursor.fetchone()
+    return rows if analysed else None
 
 
 class EstimatedCountPaginator(Paginator):

@@ -252,6 +252,8 @@ DEIA_ADMIN_PASSWORD = env.secret("DEIA_ADMIN_PASSWORD")
 PG_BIN_DIR = env.str("PG_BIN_DIR", "")
 MAINTENANCE_COMMAND_TIMEOUT = env.float("MAINTENANCE_COMMAND_TIMEOUT", 3600.0, minimum=1.0)
 CHAT_RETENTION_BATCH = env.int("CHAT_RETENTION_BATCH", 5000, minimum=1)
+# chat_partitions keeps this month's partition of chat_messages and the next N months' (PostgreSQL).
+CHAT_PARTITIONS_AHEAD = env.int("CHAT_PARTITIONS_AHEAD", 3, minimum=0, maximum=36)
 # Audit rows older than this are deleted by the audit_retention job (daily).
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", 400, minimum=1)
 IDLE_CONNECTION_MINUTES = env.float("IDLE_CONNECTION_MINUTES", 30.0, minimum=0.0)

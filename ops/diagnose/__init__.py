@@ -16,7 +16,13 @@ Modules: `grading` (Check, Level), one module per group of checks (`database`,
 from __future__ import annotations
 
 from ops.diagnose.cached import CACHE_KEY, RUNNING_KEY, Diagnosis, cached_diagnose
-from ops.diagnose.database import check_database, check_db_connections, check_idle_in_transaction, check_slow_queries
+from ops.diagnose.database import (
+    check_chat_partitions,
+    check_database,
+    check_db_connections,
+    check_idle_in_transaction,
+    check_slow_queries,
+)
 from ops.diagnose.grading import Check, Level, graded, ok
 from ops.diagnose.host import check_disk_backups, check_disk_root, check_memory
 from ops.diagnose.llm import check_llm
@@ -35,6 +41,7 @@ __all__ = [
     "check_audit_errors",
     "check_bots",
     "check_broker_reachable",
+    "check_chat_partitions",
     "check_database",
     "check_db_connections",
     "check_disk_backups",

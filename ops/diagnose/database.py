@@ -1,10 +1,13 @@
-"""The database's checks: it answers, its connections, its slow and idle-in-transaction sessions."""
+"""The database's checks: it answers, its connections, its slow and idle-in-transaction sessions,
+chat_messages' partitions."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
+from bots import partitions
 from deia.probes.services import probe_database
 from ops.diagnose.grading import Check, Level, graded, ok
 
@@ -112,3 +115,21 @@ def check_idle_in_transaction() -> Check:
         threshold,
         "they hold locks and block VACUUM: find the client (pg_stat_activity.application_name) and fix or end it",
     )
+
+
+def check_chat_partitions() -> Check:
+    """chat_messages' monthly partitions: this month's and next month's exist, the default is empty."""
+    if not partitions.is_partitioned():
+        return ok("chat_partitions", "not partitioned (SQLite)" if not settings.DATABASE_IS_POSTGRES else "plain table")
+    threshold = "next month's partition exists; none in chat_messages_default"
+    step = "docs/MAINTENANCE.md#chat-history-partitions: manage.py chat_partitions (creates them, moves the rows)"
+    waiting = partitions.default_rows()
+    if waiting:
+        more = "+" if waiting >= 10_000 else ""
+        return Check("chat_partitions", Level.WARN, f"{waiting}{more} rows in chat_messages_default", threshold, step)
+    existing = partitions.partitions()
+    next_month = partitions.bounds(partitions.add_months(partitions.month_of(timezone.now()), 1))[1]
+    if not existing or existing[-1].end < next_month:
+        last = f"until {existing[-1].end:%Y-%m-%d}" if existing else "none"
+        return Check("chat_partitions", Level.WARN, f"partitions {last}", threshold, step)
+    return ok("chat_partitions", f"{len(existing)} months, until {existing[-1].end:%Y-%m-%d}", threshold)

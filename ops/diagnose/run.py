@@ -9,6 +9,7 @@ from django.conf import settings
 
 from deia.probes import run_in_thread
 from ops.diagnose.database import (
+    check_chat_partitions,
     check_database,
     check_db_connections,
     check_idle_in_transaction,
@@ -27,6 +28,7 @@ CHECKS: dict[str, tuple[Callable[[], Check], bool]] = {
     "db_connections": (check_db_connections, True),
     "slow_queries": (check_slow_queries, True),
     "idle_in_transaction": (check_idle_in_transaction, True),
+    "chat_partitions": (check_chat_partitions, True),
     "redis": (check_redis, False),
     "broker": (check_broker_reachable, False),
     "workers": (check_workers, False),

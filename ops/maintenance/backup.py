@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import sqlite3
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -306,24 +307,53 @@ def restore(path: str | Path) -> dict[str, Any]:
         if not settings.DATABASE_IS_POSTGRES:
             raise JobFailed(f"{file.name} is a PostgreSQL backup; this installation uses SQLite")
         target = Target.default()
-        run_client("pg_restore", ["--list", str(file)], target, timeout=120)
+        order = restore_order(run_client("pg_restore", ["--list", str(file)], target, timeout=120))
         connections.close_all()
-        run_client(
-            "pg_restore",
-            [
-                "--clean",
-                "--if-exists",
-                "--no-owner",
-                "--no-privileges",
-                "--single-transaction",
-                "--exit-on-error",
-                "--no-password",
-                *target.args(),
-                str(file),
-            ],
-            target,
-        )
+        with tempfile.TemporaryDirectory(prefix="deia-restore-") as folder:
+            listing = Path(folder) / "toc.list"
+            listing.write_text(order)
+            _restore_postgres(file, listing, target)
     return {"file": file.name, "sha256": meta["sha256"], "counts": meta["counts"]}
+
+
+# A table of contents line: "<id>; <catalog> <oid> <TYPE> <schema> <name> ..." (pg_restore --list).
+TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<type>TABLE ATTACH|CONSTRAINT) \S+ (?P<table>\S+) ")
+
+
+def restore_order(listing: str) -> str:
+    """pg_restore's table of contents, each partition's own constraints moved before the others.
+
+    --clean drops in the reverse order of the list: as pg_dump lists them, a partition's
+    primary key would be dropped before its parent's, which PostgreSQL refuses (cannot drop
+    inherited constraint). Moved first, they are created first (each on its partition, then
+    attached to the parent's as before) and dropped last, by then gone with the parent's.
+    """
+    lines = listing.splitlines()
+    entries = [(line, TOC_ENTRY.match(line)) for line in lines]
+    partitions = {m["table"] for _, m in entries if m and m["type"] == "TABLE ATTACH"}
+    own = [line for line, m in entries if m and m["type"] == "CONSTRAINT" and m["table"] in partitions]
+    rest = [line for line in lines if line not in own]
+    first = next((i for i, line in enumerate(rest) if (m := TOC_ENTRY.match(line)) and m["type"] == "CONSTRAINT"), 0)
+    return "\n".join(rest[:first] + own + rest[first:]) + "\n"
+
+
+def _restore_postgres(file: Path, listing: Path, target: Target) -> None:
+    run_client(
+        "pg_restore",
+        [
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--no-privileges",
+            "--single-transaction",
+            "--exit-on-error",
+            "--no-password",
+            f"--use-list={listing}",
+            *target.args(),
+            str(file),
+        ],
+        target,
+    )
 
 
 def _counts_text(counts: dict[str, int]) -> str:

@@ -1,4 +1,5 @@
-"""Database upkeep: VACUUM (ANALYZE), the table-size and index-usage report, chat and audit retention."""
+"""Database upkeep: VACUUM (ANALYZE), the table-size and index-usage report, chat and audit retention,
+chat_messages' monthly partitions (PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from bots import partitions
 from bots.models import ChatMessage
 from deia.models import AuditLog
 from ops.maintenance.pg import Target
@@ -16,19 +18,30 @@ from ops.maintenance.runs import Outcome
 
 DEAD_TUPLES = "SELECT coalesce(sum(n_dead_tup), 0)::bigint FROM pg_stat_user_tables"
 
+# A partitioned table counts as one, its partitions summed (the partitions are not listed apart).
 TABLE_SIZES = """
-SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), pg_indexes_size(c.oid),
-       greatest(c.reltuples, 0)::bigint
+SELECT c.relname, sum(pg_total_relation_size(l.oid))::bigint, sum(pg_relation_size(l.oid))::bigint,
+       sum(pg_indexes_size(l.oid))::bigint, sum(greatest(l.reltuples, 0))::bigint
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname = 'public'
+JOIN pg_class l ON l.oid = c.oid AND c.relkind = 'r'
+    OR l.oid IN (SELECT relid FROM pg_partition_tree(c.oid) WHERE isleaf) AND c.relkind = 'p'
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname = 'public'
+GROUP BY c.relname
 ORDER BY 2 DESC, 1
 """
 
+# A partition's index is counted under its parent's index (and the parent table), scans and sizes summed.
 INDEX_USAGE = """
-SELECT s.relname, s.indexrelname, s.idx_scan, pg_relation_size(s.indexrelid), i.indisunique
+SELECT coalesce(pt.relname, s.relname), coalesce(pi.relname, s.indexrelname), sum(s.idx_scan)::bigint,
+       sum(pg_relation_size(s.indexrelid))::bigint, bool_or(i.indisunique)
 FROM pg_stat_user_indexes s JOIN pg_index i ON i.indexrelid = s.indexrelid
+LEFT JOIN pg_inherits h ON h.inhrelid = s.indexrelid
+LEFT JOIN pg_class pi ON pi.oid = h.inhparent
+LEFT JOIN pg_index px ON px.indexrelid = h.inhparent
+LEFT JOIN pg_class pt ON pt.oid = px.indrelid
 WHERE s.schemaname = 'public'
-ORDER BY s.idx_scan, 4 DESC, 2
+GROUP BY 1, 2
+ORDER BY 3, 4 DESC, 2
 """
 
 
@@ -93,14 +106,56 @@ def _delete_older(model, cutoff, batch: int) -> tuple[int, int]:
 
 
 def purge_messages(days: int | None = None, batch: int | None = None) -> Outcome:
-    """Delete chat messages older than CHAT_RETENTION_DAYS (unset: kept for ever)."""
+    """Delete chat messages older than CHAT_RETENTION_DAYS (unset: kept for ever).
+
+    A partitioned chat_messages (PostgreSQL) loses whole months: each partition whose upper
+    bound is at or before the cutoff is dropped (audited as chat.partition_drop); the month
+    straddling the cutoff is kept whole until it expires too, so messages live between
+    CHAT_RETENTION_DAYS and one month more. Rows of the default partition (the safety net) are
+    deleted by row. SQLite, and a plain table, delete row by row in batches.
+    """
     days = settings.CHAT_RETENTION_DAYS if days is None else days
     if not days:
         return Outcome("skipped: CHAT_RETENTION_DAYS is not set", {"skipped": True})
     cutoff = timezone.now() - timedelta(days=days)
-    total, batches = _delete_older(ChatMessage, cutoff, batch or settings.CHAT_RETENTION_BATCH)
-    details = {"deleted": total, "retention_days": days, "cutoff": cutoff.isoformat(), "batches": batches}
-    return Outcome(f"deleted {total} chat messages older than {days} days", details, changed=bool(total))
+    batch = batch or settings.CHAT_RETENTION_BATCH
+    details = {"retention_days": days, "cutoff": cutoff.isoformat()}
+    if not partitions.is_partitioned():
+        total, batches = _delete_older(ChatMessage, cutoff, batch)
+        details |= {"deleted": total, "batches": batches}
+        return Outcome(f"deleted {total} chat messages older than {days} days", details, changed=bool(total))
+    dropped = partitions.drop_expired(cutoff)
+    total, batches = partitions.delete_expired_default(cutoff, batch)
+    rows = sum(d.rows for d in dropped)
+    details |= {
+        "dropped_partitions": [d.name for d in dropped],
+        "dropped_rows": rows,
+        "deleted": total,  # by row, from the default partition
+        "batches": batches,
+    }
+    summary = f"dropped {len(dropped)} partitions ({rows} chat messages) and deleted {total} chat messages"
+    # Each drop has its own audit row; the run is audited when it deleted rows one by one.
+    return Outcome(f"{summary} older than {days} days", details, changed=bool(total))
+
+
+def chat_partitions(ahead: int | None = None) -> Outcome:
+    """Create chat_messages' partitions for this month and the next CHAT_PARTITIONS_AHEAD (each
+    audited as chat.partition_create), and for any month whose rows wait in the default partition."""
+    if not partitions.is_partitioned():
+        return Outcome("skipped: chat_messages is partitioned on PostgreSQL only", {"skipped": True})
+    ahead = settings.CHAT_PARTITIONS_AHEAD if ahead is None else ahead
+    created = partitions.create_ahead(ahead)
+    existing = partitions.partitions()
+    details = {
+        "created": created,
+        "ahead": ahead,
+        "partitions": len(existing),
+        "last_until": existing[-1].end.isoformat() if existing else None,
+        "default_rows": partitions.default_rows(),
+    }
+    until = f"; partitions until {existing[-1].end:%Y-%m-%d}" if existing else ""
+    summary = f"created {len(created)} partitions ({', '.join(created) or 'none needed'}){until}"
+    return Outcome(summary, details)
 
 
 def audit_retention(days: int | None = None, batch: int | None = None) -> Outcome:

@@ -22,7 +22,7 @@ from deia.audit_actions import declare_job
 from ops.console.reports import monthly_report, parse_month, parse_week, weekly_report
 from ops.maintenance.backup import backup, verify_backup
 from ops.maintenance.cache import redis_bgsave
-from ops.maintenance.database import audit_retention, db_report, purge_messages, vacuum
+from ops.maintenance.database import audit_retention, chat_partitions, db_report, purge_messages, vacuum
 from ops.maintenance.files import cleanup_logs, rotate_backups
 from ops.maintenance.report import health_report
 from ops.maintenance.runs import TIME_LIMIT, Outcome
@@ -133,8 +133,17 @@ JOBS: dict[str, Job] = {
             purge_messages,
             ("30", "3", *DAILY),
             "daily 03:30, when CHAT_RETENTION_DAYS is set",
-            "Delete chat messages older than CHAT_RETENTION_DAYS, in batches (skipped when unset).",
+            "Delete chat messages older than CHAT_RETENTION_DAYS: whole expired months' partitions on PostgreSQL, "
+            "in batches on SQLite (skipped when unset).",
             enabled_if=_chat_retention_set,
+        ),
+        Job(
+            "chat_partitions",
+            chat_partitions,
+            ("15", "3", *DAILY),
+            "daily 03:15",
+            "Create chat_messages' monthly partitions: this month and the next CHAT_PARTITIONS_AHEAD "
+            "(PostgreSQL; skipped on SQLite).",
         ),
         Job(
             "audit_retention",

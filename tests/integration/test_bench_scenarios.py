@@ -67,6 +67,13 @@ def test_the_growth_scenario_loads_reads_and_drops_messages(child_env):
     assert bench_processes() == []
 
 
+def test_the_history_scenario_reads_drops_and_deletes_a_month(child_env):
+    out = run_scenario("history_bench", child_env)
+    assert "| a conversation's last 50 | " in out and "| a bot's last 100 | " in out
+    assert "| DROP the month's partition | " in out and "| DELETE the month's rows | " in out
+    assert bench_processes() == []
+
+
 @pytest.mark.parametrize("name", ["nope", "nope_bench"])
 def test_make_bench_refuses_an_unknown_scenario_in_one_line(name):
     result = subprocess.run(
