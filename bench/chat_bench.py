@@ -1,7 +1,10 @@
 """Benchmark of the chat data plane through the web address (not a test).
 
 Real processes: gunicorn (uvicorn workers) serving the app, 10 bot runners, the fake
-Ollama in this process. Three scenarios:
+Ollama in this process. It runs against a private PostgreSQL cluster
+(bench.support.private_postgres): five web workers' pools and ten runners' take most of the
+shared server's 100 max_connections, and other suites' connections would make chats wait
+for one (or fail to start a runner). Three scenarios:
 
 1. Slow LLM: the fake answers after 5 s; 10 ollama bots with BOT_MAX_CONCURRENT_CHATS=100;
    1,000 chats sent at once through the web while /health, GET /api/bots and /admin/login/
@@ -30,6 +33,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
+
+from bench.support import rerun_in_private_postgres  # noqa: E402
+
+if __name__ == "__main__" and (_rerun := rerun_in_private_postgres(__file__)) is not None:
+    raise SystemExit(_rerun)
 
 import django  # noqa: E402
 
