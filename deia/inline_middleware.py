@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.middleware import common
+from django.middleware import clickjacking, common, csrf, security
 from django_prometheus import middleware as prometheus
 
 from deia.adapters.django import Inline
@@ -33,6 +33,18 @@ class PrometheusAfterMiddleware(Inline, prometheus.PrometheusAfterMiddleware):
 
 
 class CommonMiddleware(Inline, common.CommonMiddleware):
+    pass
+
+
+class SecurityMiddleware(Inline, security.SecurityMiddleware):
+    pass
+
+
+class CsrfViewMiddleware(Inline, csrf.CsrfViewMiddleware):
+    """Reads and sets the CSRF cookie (CSRF_USE_SESSIONS is off: no session, no database)."""
+
+
+class XFrameOptionsMiddleware(Inline, clickjacking.XFrameOptionsMiddleware):
     pass
 
 
