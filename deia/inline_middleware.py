@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
-from django.middleware import clickjacking, common, csrf, security
+from django.middleware import common
 from django_prometheus import middleware as prometheus
 
 from deia.adapters.django import Inline
@@ -36,16 +36,9 @@ class CommonMiddleware(Inline, common.CommonMiddleware):
     pass
 
 
-class SecurityMiddleware(Inline, security.SecurityMiddleware):
-    pass
-
-
-class CsrfViewMiddleware(Inline, csrf.CsrfViewMiddleware):
-    """Reads and sets the CSRF cookie (CSRF_USE_SESSIONS is off: no session, no database)."""
-
-
-class XFrameOptionsMiddleware(Inline, clickjacking.XFrameOptionsMiddleware):
-    pass
+# Not here: Security, CSRF and X-Frame-Options. They too only compute, but `check --deploy`
+# recognises them by Django's own dotted paths (security.W001 to W003), and its HSTS, SSL
+# redirect and referrer checks pass silently without them: a subclass would blind those.
 
 
 class AuthenticationMiddleware(Inline, auth.AuthenticationMiddleware):
