@@ -78,9 +78,10 @@ class ASGIHandlerWithoutThreadPerRequest(ASGIHandler):
 
     Django gives each request a thread of its own for thread-sensitive work, started on the
     first such call and joined by another new thread at the end: two thread starts per
-    request, most of a short chat's cost. Without it, thread-sensitive calls (Django's
-    signal receivers, a session save) share the process's one thread: only for views whose
-    own database work runs elsewhere, in threads they keep (bots.chat_api)."""
+    request, a large share of a short chat's cost under load. Without it, thread-sensitive
+    calls (Django's signal receivers, its sync-only middleware hooks, a session save) share
+    the process's one thread (each takes microseconds): only for views whose own database
+    work runs elsewhere, in threads they keep (bots.chat_api)."""
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
