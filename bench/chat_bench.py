@@ -1,7 +1,10 @@
 """Benchmark of the chat data plane through the web address (not a test).
 
 Real processes: gunicorn (uvicorn workers) serving the app, 10 bot runners, the fake
-Ollama in this process. Three scenarios:
+Ollama (in a process of its own for the slow scenarios). It runs against a private PostgreSQL cluster
+(bench.support.private_postgres): five web workers' pools and ten runners' take most of the
+shared server's 100 max_connections, and other suites' connections would make chats wait
+for one (or fail to start a runner). Three scenarios:
 
 1. Slow LLM: the fake answers after 5 s; 10 ollama bots with BOT_MAX_CONCURRENT_CHATS=100;
    1,000 chats sent at once through the web while /health, GET /api/bots and /admin/login/
@@ -18,18 +21,27 @@ Ollama in this process. Three scenarios:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
+
+from bench.support import rerun_in_private_postgres  # noqa: E402
+
+if __name__ == "__main__" and (_rerun := rerun_in_private_postgres(__file__)) is not None:
+    raise SystemExit(_rerun)
 
 import django  # noqa: E402
 
@@ -40,6 +52,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from bench.support import gunicorn, start_runner, stop_process_group  # noqa: E402
 from bots.models import Backend, Bot, ChatMessage, Status  # noqa: E402
 from tests.fakes.ollama import FakeOllama  # noqa: E402
+from tests.support.procs import free_port, http_ok, wait_for  # noqa: E402
 from tests.support.tokens import api_key  # noqa: E402
 
 BOTS = 10
@@ -107,6 +120,25 @@ class Fleet:
             bot.delete()
 
 
+@contextlib.contextmanager
+def fake_process(latency: float):
+    """The fake Ollama in a process of its own (its base URL): a thousand handler threads in
+    this one would share the GIL with the load generator."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.ollama", "--port", str(port), "--latency", str(latency)],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: http_ok(f"{url}/"), timeout=30, what="fake Ollama")
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
 async def probe(client: httpx.AsyncClient, web: str, headers: dict, stop: asyncio.Event) -> dict[str, float]:
     """Worst wait of each control-plane path while the chats are in flight."""
     worst = {"/health": 0.0, "/api/bots": 0.0, "/admin/login/": 0.0}
@@ -128,9 +160,44 @@ async def probe(client: httpx.AsyncClient, web: str, headers: dict, stop: asynci
     return worst
 
 
+async def post_json(base: str, path: str, body: dict, headers: dict, timeout: float) -> tuple[int, dict]:
+    """POST on a connection of its own, written by hand: (status, JSON body or {}).
+
+    For the thousand-chat burst. One httpx client with a thousand requests in flight spends
+    O(n^2) on its pool's bookkeeping: against the fake Ollama alone (5 s), 1,000 requests
+    at once took 55 to 120 s through one httpx client, 12 s through twenty, and 6.3 s this
+    way; the load generator would be what the burst measured.
+    """
+    host, port = base.removeprefix("http://").split(":")
+    data = json.dumps(body).encode()
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json"]
+    lines += [f"Content-Length: {len(data)}", "Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    try:
+        writer.write("\r\n".join(lines).encode() + b"\r\n\r\n" + data)
+        raw = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        chunks, rest = [], payload
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            if not int(size, 16):
+                break
+            chunks.append(rest[: int(size, 16)])
+            rest = rest[int(size, 16) + 2 :]
+        payload = b"".join(chunks)
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        parsed = {}
+    return status, parsed if isinstance(parsed, dict) else {}
+
+
 async def slow_burst(web: str, headers: dict, bots: list[Bot], chats: int) -> tuple[list, dict, float]:
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client, httpx.AsyncClient(timeout=30) as prober:
+    async with httpx.AsyncClient(timeout=30) as prober:
         stop = asyncio.Event()
         probing = asyncio.ensure_future(probe(prober, web, headers, stop))
         await asyncio.sleep(0.5)  # a baseline of probes before the burst
@@ -139,13 +206,12 @@ async def slow_burst(web: str, headers: dict, bots: list[Bot], chats: int) -> tu
             bot = bots[i % len(bots)]
             began = time.perf_counter()
             try:
-                response = await client.post(
-                    f"{web}/api/bots/{bot.pk}/messages", json={"message": f"slow chat {i}"}, headers=headers
+                status, body = await post_json(
+                    web, f"/api/bots/{bot.pk}/messages", {"message": f"slow chat {i}"}, headers, timeout=120
                 )
-            except httpx.HTTPError as exc:
+            except (TimeoutError, OSError, ValueError, IndexError) as exc:
                 return ("error", type(exc).__name__, time.perf_counter() - began, None)
-            body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-            return (response.status_code, body.get("error"), time.perf_counter() - began, body.get("conversation"))
+            return (status, body.get("error"), time.perf_counter() - began, body.get("conversation"))
 
         began = time.perf_counter()
         results = await asyncio.gather(*(one(i) for i in range(chats)))
@@ -156,36 +222,39 @@ async def slow_burst(web: str, headers: dict, bots: list[Bot], chats: int) -> tu
 
 
 async def fixed_rate(targets: list[tuple[str, dict]], rate: int, seconds: int) -> tuple[list[float], int, float]:
-    """Open loop: `rate` chats/s spread over the targets for `seconds`; latencies in ms."""
+    """Open loop: `rate` chats/s spread over the targets for `seconds`; latencies in ms.
+
+    Each chat on a connection of its own (post_json): chats pile up in flight when the
+    server falls behind, and one httpx pool would then be the bottleneck."""
     latencies: list[float] = []
     failures = 0
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
 
-        async def one(i: int) -> None:
-            nonlocal failures
-            url, headers = targets[i % len(targets)]
-            began = time.perf_counter()
-            try:
-                response = await client.post(url, json={"message": f"fast chat {i}"}, headers=headers)
-            except httpx.HTTPError as exc:
-                print(f"bench: chat {i} to {url}: {type(exc).__name__}", file=sys.stderr)
-                failures += 1
-                return
-            if response.status_code == 200:
-                latencies.append((time.perf_counter() - began) * 1000)
-            else:
-                failures += 1
-
-        tasks = []
+    async def one(i: int) -> None:
+        nonlocal failures
+        url, headers = targets[i % len(targets)]
+        parts = urlsplit(url)
         began = time.perf_counter()
-        for i in range(rate * seconds):
-            delay = began + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.ensure_future(one(i)))
-        await asyncio.gather(*tasks)
-        wall = time.perf_counter() - began
+        try:
+            body = {"message": f"fast chat {i}"}
+            status, _ = await post_json(f"http://{parts.netloc}", parts.path, body, headers, timeout=30)
+        except (TimeoutError, OSError, ValueError, IndexError) as exc:
+            print(f"bench: chat {i} to {url}: {type(exc).__name__}", file=sys.stderr)
+            failures += 1
+            return
+        if status == 200:
+            latencies.append((time.perf_counter() - began) * 1000)
+        else:
+            failures += 1
+
+    tasks = []
+    began = time.perf_counter()
+    for i in range(rate * seconds):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i)))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - began
     return latencies, failures, wall
 
 
@@ -234,11 +303,12 @@ def main() -> int:
     headers = {"Authorization": f"Token {api_key(user)}"}
     lines: list[str] = []
     fake = FakeOllama().start()
+    stack = contextlib.ExitStack()
     try:
         # --- 1. slow LLM -------------------------------------------------------------
         print("bench: slow LLM, 1,000 chats at once", file=sys.stderr)
-        fake.latency = SLOW_LLM
-        slow = Fleet("bench-slow", Backend.OLLAMA, OLLAMA_URL=fake.url, BOT_MAX_CONCURRENT_CHATS="100")
+        slow_fake = stack.enter_context(fake_process(SLOW_LLM))
+        slow = Fleet("bench-slow", Backend.OLLAMA, OLLAMA_URL=slow_fake, BOT_MAX_CONCURRENT_CHATS="100")
         try:
             with gunicorn(CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
                 results, worst, wall = asyncio.run(slow_burst(web, headers, slow.bots, SLOW_CHATS))
@@ -249,7 +319,7 @@ def main() -> int:
         finally:
             slow.stop()
         # The same kind of burst against the default cap: the runners refuse the excess.
-        capped = Fleet("bench-capped", Backend.OLLAMA, OLLAMA_URL=fake.url)
+        capped = Fleet("bench-capped", Backend.OLLAMA, OLLAMA_URL=slow_fake)
         try:
             with gunicorn(CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
                 capped_results, _, _ = asyncio.run(slow_burst(web, headers, capped.bots, 400))
@@ -348,6 +418,7 @@ def main() -> int:
             f"p50 {percentile(ttft, 50):.1f} ms, p95 {percentile(ttft, 95):.1f} ms.\n",
         ]
     finally:
+        stack.close()
         fake.stop()
     print("## Chat data plane (bench/chat_bench.py)\n")
     print("\n".join(lines))

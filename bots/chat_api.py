@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,19 +45,29 @@ from bots.serializers import (
     SendMessageSerializer,
 )
 from deia.adapters.adrf import ChecksInHandlerAPIView
+from deia.adapters.django import has_thread_per_request
 from deia.logs import new_request_id
 
 RETRY_AFTER_USER_LIMIT = "1"
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_admissions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Admission] = weakref.WeakKeyDictionary()
 
 
-def _admission() -> asyncio.Semaphore:
+@dataclass
+class Admission:
     """Chats in their synchronous step at once, per worker (event loop): what the database
-    pool has beyond the WEB_SYNC_THREADS the admin, the API and /health may use."""
+    pool has beyond the WEB_SYNC_THREADS the admin, the API and /health may use; and the
+    threads they run in, as many, kept (a thread per request would cost two thread starts)."""
+
+    slots: asyncio.Semaphore
+    threads: ThreadPoolExecutor
+
+
+def _admission() -> Admission:
     loop = asyncio.get_running_loop()
-    if loop not in _semaphores:
-        _semaphores[loop] = asyncio.Semaphore(max(1, (settings.DB_POOL_MAX or 10) - settings.WEB_SYNC_THREADS))
-    return _semaphores[loop]
+    if loop not in _admissions:
+        size = max(1, (settings.DB_POOL_MAX or 10) - settings.WEB_SYNC_THREADS)
+        _admissions[loop] = Admission(asyncio.Semaphore(size), ThreadPoolExecutor(size, "chat-admission"))
+    return _admissions[loop]
 
 
 class UserLimit(exceptions.Throttled):
@@ -129,13 +140,22 @@ class BotMessagesView(ChecksInHandlerAPIView):
         """DRF's checks (authentication, permissions, throttles) and `step`, in one hop to a
         thread, at most ADMISSION at once in this worker: a burst of chats waits here, on
         the event loop, and leaves database connections for the rest of the control plane."""
-        async with _admission():
+        admission = _admission()
+        async with admission.slots:
 
             def checked():
-                self.run_checks(request, pk=pk)
-                return step(request, pk)
+                try:
+                    self.run_checks(request, pk=pk)
+                    return step(request, pk)
+                finally:
+                    # The thread is kept for the next chat: its connection goes back to the
+                    # pool also when the checks refused (as _prepare's does for a chat).
+                    if not connection.in_atomic_block:
+                        connection.close()
 
-            return await sync_to_async(checked)()
+            if has_thread_per_request():  # Django's own handlers and test clients
+                return await sync_to_async(checked)()
+            return await sync_to_async(checked, thread_sensitive=False, executor=admission.threads)()
 
     # --- history -----------------------------------------------------------------------
     @extend_schema(
@@ -189,7 +209,7 @@ class BotMessagesView(ChecksInHandlerAPIView):
             return _stream(answer.events, chat.slot)
         finally:
             if not streamed:
-                await sync_to_async(chat.slot.give_back)()
+                await sync_to_async(chat.slot.give_back, thread_sensitive=False)()
 
     def _prepare(self, request: Request, pk: int) -> Chat:
         """Who, which bot, may they, is it running, a slot: then the connection goes back."""
@@ -220,7 +240,7 @@ def _stream(events, slot: UserSlot) -> StreamingHttpResponse:
                 yield chunk
         finally:
             await events.aclose()
-            await sync_to_async(slot.give_back)()
+            await sync_to_async(slot.give_back, thread_sensitive=False)()
 
     response = StreamingHttpResponse(passing_on(), content_type=SSE_CONTENT_TYPE, status=status.HTTP_200_OK)
     response["Cache-Control"] = "no-cache"

@@ -2,7 +2,8 @@
 
 Two doors into the same Django:
 - the chat path (/api/bots/<id>/messages) goes through Django's ASGI handler, as an async
-  view: a chat waiting on its bot holds no thread;
+  view: a chat waiting on its bot holds no thread (and none is started for it: the view's
+  synchronous step runs in threads it keeps, deia.adapters.django's handler);
 - everything else (admin, API, /health, /metrics) goes through Django's WSGI handler on a
   small pool of threads (a2wsgi), one hand-off per request: a synchronous view under the
   ASGI handler costs a thread of its own and several hand-offs, about three times the CPU.
@@ -25,10 +26,14 @@ import_settings_or_exit()
 
 import re  # noqa: E402
 
+import django  # noqa: E402
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402 - settings first, for a one-line error
-from django.core.wsgi import get_wsgi_application  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402 - settings first, for a one-line error
+
+django.setup(set_prefix=False)
+
+from deia.adapters.django import ASGIHandlerWithoutThreadPerRequest  # noqa: E402 - needs the apps loaded
 
 CHAT_PATH = re.compile(r"^/api/bots/[0-9]+/messages$")
 
@@ -77,7 +82,8 @@ class AccessLog:
 
 class TwoDoors:
     def __init__(self) -> None:
-        self.chats = get_asgi_application()
+        # No thread per request: the chat view keeps its own threads (bots.chat_api).
+        self.chats = ASGIHandlerWithoutThreadPerRequest()
         # Threads for the synchronous requests of this worker; the chat path's admission
         # (bots.chat_api) keeps to the rest of the database pool.
         self.control_plane = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_SYNC_THREADS)

@@ -36,6 +36,11 @@ class CommonMiddleware(Inline, common.CommonMiddleware):
     pass
 
 
+# Not here: Security, CSRF and X-Frame-Options. They too only compute, but `check --deploy`
+# recognises them by Django's own dotted paths (security.W001 to W003), and its HSTS, SSL
+# redirect and referrer checks pass silently without them: a subclass would blind those.
+
+
 class AuthenticationMiddleware(Inline, auth.AuthenticationMiddleware):
     pass
 

@@ -1,6 +1,6 @@
 """Relay a chat to a bot's runner: what the web uses to answer POST /api/bots/<id>/messages.
 
-One pooled async HTTP client per event loop (a web worker has one), built once: building
+Pooled async HTTP clients per event loop (a web worker has one), built once: building
 a client costs tens of milliseconds of CPU, a pooled request a fraction of one. The
 request carries the runner's secret from the bot's current start.
 """
@@ -26,16 +26,21 @@ BAD_GATEWAY = "bad_gateway"
 # longer so that the runner's own 504, with the stored error, is what the client sees.
 RELAY_MARGIN = 5.0
 
-_clients: weakref.WeakKeyDictionary[AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+# Pools per event loop, a runner's address always in the same one: whenever a request
+# starts or ends, httpcore checks every connection of its pool (two system calls for each
+# idle one), so one pool for every runner costs a chat O(all connections).
+POOLS = 16
+_clients: weakref.WeakKeyDictionary[AbstractEventLoop, dict[int, httpx.AsyncClient]] = weakref.WeakKeyDictionary()
 
 
-def shared_client() -> httpx.AsyncClient:
-    loop = get_running_loop()
-    client = _clients.get(loop)
+def shared_client(address: str = "") -> httpx.AsyncClient:
+    pools = _clients.setdefault(get_running_loop(), {})
+    shard = hash(address) % POOLS
+    client = pools.get(shard)
     if client is None:
         # No connection limit: backpressure is the runners' (429) and the per-user cap's.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=20)
-        client = _clients[loop] = httpx.AsyncClient(limits=limits, trust_env=False)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=20)
+        client = pools[shard] = httpx.AsyncClient(limits=limits, trust_env=False)
     return client
 
 
@@ -69,7 +74,7 @@ async def relay_chat(
     """
     if not target.address:
         return Answer(502, {"error": BAD_GATEWAY, "detail": f"bot {target.slug!r} has no running process"})
-    client = shared_client()
+    client = shared_client(target.address)
     request = client.build_request(
         "POST",
         f"http://{target.address}/chat",

@@ -1,5 +1,7 @@
 """The adapter for Django: what we rely on that Django does not document as public.
 
+- The ASGI handler (`ASGIHandlerWithoutThreadPerRequest`): `ASGIHandler.__call__` only
+  refuses non-HTTP scopes and runs `handle` inside a ThreadSensitiveContext of its own.
 - The middleware machinery (`Inline`): MiddlewareMixin calls `__acall__` in async mode
   (`async_mode`), and the handler takes a coroutine `process_view` bound to its middleware.
 - A lazy object's state: `LazyObject._wrapped` is the sentinel `empty` until first use.
@@ -25,11 +27,13 @@ tests/adapters/test_django.py pins each of these against the installed Django.
 
 from __future__ import annotations
 
+import contextvars
 import weakref
 from types import MethodType
 
 from django.apps import apps
 from django.contrib import admin, messages
+from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
 from django.http import QueryDict
 from django.utils.functional import LazyObject, empty
@@ -66,6 +70,38 @@ def _on_the_loop(middleware, hook):
         return hook(*args, **kwargs)
 
     return MethodType(run, middleware)
+
+
+# --- ASGI handler -------------------------------------------------------------------
+class ASGIHandlerWithoutThreadPerRequest(ASGIHandler):
+    """Django's ASGI handler without its ThreadSensitiveContext per request.
+
+    Django gives each request a thread of its own for thread-sensitive work, started on the
+    first such call and joined by another new thread at the end: two thread starts per
+    request, a large share of a short chat's cost under load. Without it, thread-sensitive
+    calls (Django's signal receivers, its sync-only middleware hooks, a session save) share
+    the process's one thread (each takes microseconds): only for views whose own database
+    work runs elsewhere, in threads they keep (bots.chat_api)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        token = _no_thread_per_request.set(True)
+        try:
+            await self.handle(scope, receive, send)
+        finally:
+            _no_thread_per_request.reset(token)
+
+
+_no_thread_per_request: contextvars.ContextVar[bool] = contextvars.ContextVar("no_thread_per_request", default=False)
+
+
+def has_thread_per_request() -> bool:
+    """True unless the request came through ASGIHandlerWithoutThreadPerRequest: under
+    Django's own handlers and test clients, thread-sensitive calls go to the request's
+    thread (the test's, with its transaction); under ours, a view sends its synchronous
+    steps to threads it keeps."""
+    return not _no_thread_per_request.get()
 
 
 # --- lazy objects -------------------------------------------------------------------

@@ -4,6 +4,7 @@ machinery, a lazy object's state, the database pool, the admin's hooks and messa
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 
 import pytest
@@ -11,6 +12,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.auth.models import Group
+from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_started
 from django.db import connections
 from django.http import HttpResponse
 from django.test import RequestFactory
@@ -18,10 +21,12 @@ from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject
 
 from deia.adapters.django import (
+    ASGIHandlerWithoutThreadPerRequest,
     DeferredDeletionMessages,
     Inline,
     changelist_queryset,
     connection_pool,
+    has_thread_per_request,
     is_loaded,
     is_unfiltered,
     mix_into_every_model_admin,
@@ -246,3 +251,57 @@ def test_the_changelists_queryset_applies_its_filters_search_and_ordering(admin_
     assert list(changelist_queryset(model_admin, request, "name=beta").values_list("name", flat=True)) == ["beta"]
     with pytest.raises(IncorrectLookupParameters):
         changelist_queryset(model_admin, request, "name__nope=1")
+
+
+def test_djangos_asgi_handler_only_wraps_handle_in_a_thread_sensitive_context():
+    # ASGIHandlerWithoutThreadPerRequest replaces __call__ with the same minus the context.
+    source = inspect.getsource(ASGIHandler.__call__)
+
+    assert "async with ThreadSensitiveContext():" in source
+    assert "await self.handle(scope, receive, send)" in source
+    assert source.count("await ") == 1
+
+
+def _serve(handler, path: str) -> int:
+    sent = []
+    bodies = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive():
+        if bodies:
+            return bodies.pop()
+        await asyncio.Event().wait()  # no disconnect: the handler cancels this when done
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": []}
+    scope["server"] = ("127.0.0.1", 80)
+    asyncio.run(handler(scope, receive, send))
+    return sent[0]["status"]
+
+
+@pytest.mark.parametrize(
+    ("handler_class", "one_thread"), [(ASGIHandler, False), (ASGIHandlerWithoutThreadPerRequest, True)]
+)
+def test_without_a_thread_per_request_thread_sensitive_calls_share_the_processs_thread(handler_class, one_thread):
+    seen = []
+    flags = []
+
+    def receiver(**kwargs):
+        seen.append(threading.current_thread())  # sync: Django calls it thread-sensitively
+        flags.append(has_thread_per_request())
+
+    request_started.connect(receiver)
+    try:
+        handler = handler_class()
+        statuses = [_serve(handler, "/health"), _serve(handler, "/health")]
+    finally:
+        request_started.disconnect(receiver)
+
+    assert all(isinstance(status, int) for status in statuses)
+    assert (seen[0] is seen[1]) is one_thread  # (thread objects: an ident can be reused)
+    assert flags == [not one_thread] * 2  # what a view asks to pick its threads
+    assert has_thread_per_request()  # outside any request
+    if one_thread:
+        with pytest.raises(ValueError):
+            asyncio.run(handler({"type": "websocket"}, None, None))
