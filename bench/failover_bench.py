@@ -45,7 +45,7 @@ HOST_ENV = {
     "BOT_BACKOFF_CAP": "2",
     "BOT_STOP_GRACE": "2",
     "BOT_START_TIMEOUT": "30",
-    "LOG_LEVEL": "WARNING",
+    "LOG_LEVEL": "INFO",  # the worker says " ready." at INFO
 }
 
 
@@ -78,7 +78,12 @@ class Host:
         self.log = log_dir / f"worker-{name}.log"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
-        wait(lambda: " ready." in self.log.read_text(errors="replace"), 60, f"worker {name} ready", 0.1)
+        try:
+            wait(lambda: " ready." in self.log.read_text(errors="replace") or self.proc.poll() is not None, 60, "", 0.1)
+        finally:
+            if " ready." not in self.log.read_text(errors="replace"):
+                self.stop()
+                raise RuntimeError(f"worker {name} not ready: {self.log.read_text(errors='replace')[-2000:]}")
 
     def kill(self) -> None:
         """kill -9 the worker's group, its runner template's and every runner's."""
@@ -170,6 +175,7 @@ def main() -> int:
     rerun = rerun_in_private_postgres(__file__)
     if rerun is not None:
         return rerun
+    os.environ["MAX_BOTS"] = str(max(SIZES) + 10)  # botctl start here checks it too
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "deia.settings")
     import django
 
