@@ -31,14 +31,8 @@ OUT = ROOT / "docs" / "PERFORMANCE.md"
 CHANGES = ROOT / "bench" / "CHANGES.md"
 # The issue's own figures first; the rest after them, by name.
 ORDER = (
-    "api_bench",
-    "fleet_bench",
-    "growth_bench",
-    "history_bench",
-    "bot_startup_bench",
-    "runner_bench",
-    "chat_bench",
-    "metrics_bench",
+    *("api_bench", "fleet_bench", "growth_bench", "history_bench", "failover_bench"),
+    *("bot_startup_bench", "runner_bench", "chat_bench", "metrics_bench"),
 )
 PACKAGES = (
     "Django",

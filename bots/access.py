@@ -4,6 +4,7 @@ Permissions (declared on Bot.Meta.permissions):
     OPERATE     bots.operate_bot      start, stop, restart
     CHAT        bots.chat_bot         send messages and read a bot's messages
     MANAGE_ALL  bots.manage_all_bots  see and act on every team's bots
+    MANAGE_HOSTS bots.manage_hosts    drain and undrain hosts (admin, as manage.py host does)
 
 Teams: a bot may belong to a team (a django.contrib.auth Group). A superuser or a holder
 of MANAGE_ALL sees every bot; anyone else sees only the bots whose team is one of their
@@ -29,6 +30,7 @@ from deia.audit_actions import Action
 OPERATE = "bots.operate_bot"
 CHAT = "bots.chat_bot"
 MANAGE_ALL = "bots.manage_all_bots"
+MANAGE_HOSTS = "bots.manage_hosts"
 
 # What each API action (BotViewSet's, and the async chat view's "messages") needs beyond a
 # login. An action missing from this table is refused: a new action must say what it needs.

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce, Now
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 
 from bots import access, botpage, lifecycle
-from bots.lifecycle import machine
-from bots.models import OBSERVED_FIELDS, Bot, ChatMessage, Status
+from bots.lifecycle import hosts, machine
+from bots.models import OBSERVED_FIELDS, Bot, ChatMessage, Host, HostState, Status
 from deia.adapters.django import DeferredDeletionMessages
 from deia.admin import ReadOnlyAdmin
 from deia.admin_audit import AuditedAdminMixin
@@ -29,6 +32,7 @@ STATUS_COLOURS = {
     Status.STOPPED: "#616161",
     Status.CRASHED: "#e65100",
     Status.ERROR: "#c62828",
+    Status.LOST: "#c62828",
 }
 
 
@@ -139,6 +143,7 @@ class BotAdmin(DeferredDeletionMessages, AuditedAdminMixin, TeamScopedAdmin):
     )
     fieldsets = (
         (None, {"fields": ("name", "slug", "team", "backend", "model_name", "system_prompt", "desired_state")}),
+        ("Placement", {"fields": ("required_label",), "classes": ("collapse",)}),
         # The process (OBSERVED_FIELDS) is the page's live panel, above the form: bots.botpage.
         ("Record", {"fields": ("created_at", "updated_at")}),
         (
@@ -351,3 +356,75 @@ class ChatMessageAdmin(TeamScopedAdmin, ReadOnlyAdmin):
     @admin.display(description="Content")
     def short_content(self, message: ChatMessage) -> str:
         return message.content[:100]
+
+
+HOST_COLOURS = {HostState.ALIVE: "#2e7d32", HostState.DRAINING: "#1565c0", HostState.LOST: "#c62828"}
+
+
+@admin.register(Host)
+class HostAdmin(ReadOnlyAdmin):
+    """The fleet's hosts, kept by their workers' heartbeats: read-only, drain and undrain only."""
+
+    list_display = ("name", "address", "state_badge", "bot_count", "capacity", "last_seen", "labels", "version")
+    fields = ("name", "address", "state_badge", "capacity", "last_seen", "labels", "version", "draining_since")
+    fields += ("lost_at", "bots_here")
+    readonly_fields = fields
+    actions = ("drain_hosts", "undrain_hosts")
+    search_fields = ("name", "address", "labels")
+
+    def get_queryset(self, request):
+        placed = Bot.objects.placed().filter(host=OuterRef("name")).order_by().values("host")
+        count = placed.annotate(n=Count("id")).values("n")
+        # The state is judged by the database's clock, read with the rows.
+        return super().get_queryset(request).annotate(bots=Coalesce(Subquery(count), 0), db_now=Now())
+
+    def changelist_view(self, request, extra_context=None):
+        action = posted_action(request)
+        if action and action not in self.get_actions(request):
+            raise PermissionDenied  # Django alone would only say "no action selected"
+        return super().changelist_view(request, extra_context)
+
+    def has_manage_hosts_permission(self, request) -> bool:
+        return access.may(request.user, access.MANAGE_HOSTS)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return super().has_view_permission(request, obj) or self.has_manage_hosts_permission(request)
+
+    def has_module_permission(self, request) -> bool:
+        return self.has_view_permission(request)
+
+    def _verb(self, request, queryset, verb: Callable, done: str, already: str) -> None:
+        who = {"user": request.user, "ip": client_ip(request)}
+        changed = [host.name for host in queryset if verb(host.name, **who)]
+        if changed:
+            self.message_user(request, f"{done}: {', '.join(changed)}", messages.SUCCESS)
+        if len(changed) < len(queryset):
+            self.message_user(request, f"{len(queryset) - len(changed)} host(s) {already}", messages.WARNING)
+
+    @admin.action(description="Drain selected hosts (move their bots elsewhere)", permissions=["manage_hosts"])
+    def drain_hosts(self, request, queryset) -> None:
+        self._verb(request, queryset, hosts.drain, "Draining", "already draining")
+
+    @admin.action(description="Undrain selected hosts (take new bots again)", permissions=["manage_hosts"])
+    def undrain_hosts(self, request, queryset) -> None:
+        self._verb(request, queryset, hosts.undrain, "Taking bots again", "were not draining")
+
+    @admin.display(description="State")
+    def state_badge(self, host: Host):
+        state = host.state_at(host.db_now, settings.HOST_LEASE_SECONDS)
+        return format_html('<strong style="color:{}">{}</strong>', HOST_COLOURS[state], state.label)
+
+    @admin.display(description="Bots", ordering="bots")
+    def bot_count(self, host: Host) -> int:
+        return host.bots
+
+    @admin.display(description="Bots on this host")
+    def bots_here(self, host: Host):
+        bots = Bot.objects.filter(host=host.name).order_by("name")
+        if not bots:
+            return "none"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a> ({})',
+            ((reverse("admin:bots_bot_change", args=[b.pk]), b.name, b.status) for b in bots),
+        )

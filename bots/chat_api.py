@@ -225,7 +225,8 @@ class BotMessagesView(ChecksInHandlerAPIView):
             if "conversation" in data:
                 body["conversation"] = str(data["conversation"])
             slot = UserSlot.take(request.user.pk, bot.slug)
-            return Chat(Target(bot.slug, bot.address, bot.chat_secret), body, stream, slot)
+            # The current generation's runner only: its address, its secret, its generation.
+            return Chat(Target(bot.slug, bot.address, bot.chat_secret, bot.generation), body, stream, slot)
         finally:
             # A chat in flight must not hold a pooled connection. (Inside a transaction,
             # as in a test's, the connection is not ours to close.)

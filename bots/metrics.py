@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Count
+from django.db.models.functions import Now
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from bots.models import Bot, Status
+from bots.models import Bot, Host, HostState, Status
 from deia.flags import starts_frozen
 from deia.metrics import RUNNER_ONLY, SCRAPE_COLLECTORS, StoredMetric, declare
 
@@ -44,6 +45,15 @@ START_FALLBACKS = declare(
     )
 )
 RESTARTS = declare(StoredMetric("deia_bot_restarts_total", "counter", "Automatic restarts after a crash."))
+RESCHEDULES = declare(
+    StoredMetric(
+        "deia_bot_reschedules_total",
+        "counter",
+        "Bots placed on another host, by reason (host_lost, drain).",
+        ("reason",),
+        initial=(("host_lost",), ("drain",)),
+    )
+)
 
 
 def collect_fleet():
@@ -60,6 +70,35 @@ def collect_fleet():
 
 
 SCRAPE_COLLECTORS.append(collect_fleet)
+
+
+def collect_hosts():
+    """deia_hosts{state} and the per-host gauges, read from the database at scrape time."""
+    # One query for the hosts and the database's clock, one for the bots per host (if any host).
+    hosts = list(Host.objects.annotate(db_now=Now()))
+    state_of = {h.name: h.state_at(h.db_now, settings.HOST_LEASE_SECONDS) for h in hosts}
+    loads = Bot.objects.per_host() if hosts else {}
+    totals = GaugeMetricFamily("deia_hosts", "Hosts by state.", labels=["state"])
+    for state in HostState.values:
+        totals.add_metric([state], sum(1 for s in state_of.values() if s == state))
+    yield totals
+    bots = GaugeMetricFamily("deia_host_bots", "Bots placed on each host (running or due to start).", labels=["host"])
+    capacity = GaugeMetricFamily("deia_host_capacity", "Most bots a host takes (HOST_MAX_BOTS).", labels=["host"])
+    state = GaugeMetricFamily("deia_host_state", "1 for each host's current state.", labels=["host", "state"])
+    since = GaugeMetricFamily(
+        "deia_host_draining_since_timestamp_seconds", "When a draining host's drain was asked.", labels=["host"]
+    )
+    for host in hosts:
+        bots.add_metric([host.name], loads.get(host.name, 0))
+        capacity.add_metric([host.name], host.capacity)
+        for value in HostState.values:
+            state.add_metric([host.name, value], 1 if state_of[host.name] == value else 0)
+        if host.draining and host.draining_since:
+            since.add_metric([host.name], host.draining_since.timestamp())
+    yield from (bots, capacity, state, since)
+
+
+SCRAPE_COLLECTORS.append(collect_hosts)
 
 # --- runner metrics (one process per bot) ---------------------------------------------
 MESSAGES = Counter("deia_bot_messages", "Chat messages answered by this bot.", ["bot"])

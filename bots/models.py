@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import Group
-from django.db import models
+from django.db import connection, models
+from django.db.models import Count
 from django.utils import timezone
 
 
@@ -26,6 +27,8 @@ class Status(models.TextChoices):
     STOPPING = "stopping", "Stopping"
     CRASHED = "crashed", "Crashed"
     ERROR = "error", "Error"
+    # Its host was lost: the process may still live there (fenced by the generation).
+    LOST = "lost", "Lost"
 
 
 # A process may exist (or be about to) in these states; its pid/port are meaningful.
@@ -34,7 +37,7 @@ PROCESS_STATES = {Status.STARTING, Status.RUNNING, Status.STOPPING}
 PROCESS_FIELDS = ("pid", "port", "host", "advertise_host", "started_at", "last_heartbeat", "chat_secret")
 # What the lifecycle observes and writes, in the order the admin shows it (never chat_secret).
 OBSERVED_FIELDS = (
-    *("status", "pid", "host", "port", "advertise_host", "started_at", "last_heartbeat"),
+    *("status", "pid", "host", "port", "advertise_host", "started_at", "last_heartbeat", "generation"),
     *("startup_seconds", "restart_count", "start_failures", "next_start_at", "last_error"),
 )
 
@@ -54,6 +57,17 @@ class BotQuerySet(models.QuerySet):
 
     def desired_running(self) -> BotQuerySet:
         return self.filter(desired_state=DesiredState.RUNNING)
+
+    def placed(self) -> BotQuerySet:
+        """Bots that count on their host: with a process, or to start there (a lost bot counts where it is
+        placed next, or on its lost host until then); not one in error, which waits for an operator."""
+        due = models.Q(desired_state=DesiredState.RUNNING, status__in=[Status.STOPPED, Status.CRASHED, Status.LOST])
+        return self.exclude(host="").filter(models.Q(status__in=PROCESS_STATES) | due)
+
+    def per_host(self) -> dict[str, int]:
+        """{host name: bots placed there}."""
+        rows = self.placed().order_by().values("host").annotate(n=Count("id"))
+        return {row["host"]: row["n"] for row in rows}
 
     def by_ref(self, ref: str) -> Bot | None:
         """The bot an operator names by id or slug (botctl, runbot), or None."""
@@ -103,6 +117,16 @@ class Bot(models.Model):
     # Set by an operator's delete while the process still runs: the stop transition deletes
     # the row once the process is gone. The intent lives here, never in a task's arguments.
     delete_requested = models.BooleanField(default=False, editable=False)
+    # Fencing: +1 at every placement and claim. A runner knows its own (environment); its
+    # heartbeat is accepted only while it is current (or the handover's, during a drain).
+    generation = models.PositiveBigIntegerField(default=0, editable=False)
+    required_label = models.CharField(
+        max_length=100, blank=True, help_text="Run only on hosts with this label (HOST_LABELS); empty: any host"
+    )
+    # A drain's move: the other process of the bot while it moves between hosts (before the
+    # switch: the new one being started; after: the old one finishing its chats). Empty otherwise.
+    handover = models.JSONField(default=dict, blank=True, editable=False)
+    handover_generation = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,6 +139,7 @@ class Bot(models.Model):
             ("operate_bot", "Can start, stop and restart bots"),
             ("chat_bot", "Can send messages to bots and read their messages"),
             ("manage_all_bots", "Can see and act on every team's bots"),
+            ("manage_hosts", "Can drain and undrain hosts"),
         ]
         indexes = [
             # Reconcile scans bots by desired state and status every 10 s.
@@ -167,3 +192,54 @@ class ChatMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+def db_now() -> datetime:
+    """The database's clock (PostgreSQL), which hosts' heartbeats are written with; SQLite is local."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement_timestamp()")
+            return cursor.fetchone()[0]
+    return timezone.now()
+
+
+class HostState(models.TextChoices):
+    ALIVE = "alive", "Alive"
+    DRAINING = "draining", "Draining"
+    LOST = "lost", "Lost"
+
+
+class Host(models.Model):
+    """A bots worker's machine: kept alive by its worker's heartbeat (bots.lifecycle.hosts).
+
+    last_seen is written with the database's clock, so hosts' clocks never matter. Its state is
+    derived: lost once silent past HOST_LEASE_SECONDS (or marked lost and not rejoined since),
+    else draining if asked, else alive.
+    """
+
+    name = models.CharField(max_length=255, unique=True, help_text="DEIA_HOSTNAME of its bots worker")
+    address = models.CharField(max_length=255, blank=True, help_text="Where its bots are reached (BOT_ADVERTISE_HOST)")
+    last_seen = models.DateTimeField(help_text="Its worker's last heartbeat (database clock)")
+    capacity = models.PositiveIntegerField(default=0, help_text="Most bots placed here (HOST_MAX_BOTS)")
+    draining = models.BooleanField(default=False)
+    draining_since = models.DateTimeField(null=True, blank=True)
+    labels = models.CharField(max_length=500, blank=True, help_text="Comma-separated (HOST_LABELS)")
+    version = models.CharField(max_length=100, blank=True)
+    # Set by the reconcile that declared it lost; cleared when its worker rejoins (after fencing).
+    lost_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "bots_host"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def label_set(self) -> set[str]:
+        return {label.strip() for label in self.labels.split(",") if label.strip()}
+
+    def state_at(self, now, lease_seconds: float) -> HostState:
+        """The derived state at `now` (the database's clock: bots.lifecycle.hosts.db_now())."""
+        if self.lost_at is not None or now - self.last_seen > timedelta(seconds=lease_seconds):
+            return HostState.LOST
+        return HostState.DRAINING if self.draining else HostState.ALIVE

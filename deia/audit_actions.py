@@ -63,6 +63,16 @@ class Action(StrEnum):
     BOT_CRASH = "bot.crash", Severity.WARNING, "A running bot's process died or hung; restarted after backoff."
     BOT_STRAY_KILLED = "bot.stray_killed", Severity.WARNING, "A runner of a bot that should not have one was killed."
     BOT_ORPHAN_KILLED = "bot.orphan_killed", Severity.WARNING, "A runner that no bot row claims was killed."
+    BOT_RESCHEDULED = "bot.rescheduled", Severity.INFO, "A bot was moved to another host (from, to, reason, gen.)."
+    BOT_FENCED = "bot.fenced", Severity.WARNING, "A runner of a bot placed elsewhere or of an old generation: killed."
+    # Hosts (bots workers' machines).
+    HOST_JOINED = "host.joined", Severity.INFO, "A bots worker's host appeared for the first time."
+    HOST_LOST = "host.lost", Severity.WARNING, "A host was silent past HOST_LEASE_SECONDS: its bots go elsewhere."
+    HOST_REJOINED = "host.rejoined", Severity.INFO, "A lost host's worker came back, fenced its runners and is alive."
+    HOST_DRAIN_REQUESTED = "host.drain_requested", Severity.INFO, "Someone asked for a host's bots to move off it."
+    HOST_DRAINED = "host.drained", Severity.INFO, "The last bot of a draining host moved off it."
+    HOST_UNDRAINED = "host.undrained", Severity.INFO, "A drained host takes new bots again."
+    HOST_FORGOTTEN = "host.forgotten", Severity.INFO, "A lost host with no bots was removed from the list."
     # Sign-in and API tokens.
     AUTH_LOGIN = "auth.login", Severity.INFO, "An admin sign-in."
     AUTH_LOGOUT = "auth.logout", Severity.INFO, "An admin sign-out."

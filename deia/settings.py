@@ -223,6 +223,29 @@ BOT_MAX_CONCURRENT_CHATS = env.int("BOT_MAX_CONCURRENT_CHATS", 16, minimum=1, ma
 CHAT_MAX_CONCURRENT_PER_USER = env.int("CHAT_MAX_CONCURRENT_PER_USER", 8, minimum=1, maximum=10000)
 BOT_RECONCILE_INTERVAL = env.float("BOT_RECONCILE_INTERVAL", 10.0, minimum=1.0)
 # (lifecycle additions go here)
+# Hosts (bots/lifecycle/hosts.py, docs/ARCHITECTURE.md#fencing): each bots worker keeps its
+# Host row alive every HOST_HEARTBEAT_SECONDS; a host silent for HOST_LEASE_SECONDS is lost
+# and its bots placed elsewhere. A runner that cannot record a heartbeat for
+# BOT_FENCE_SECONDS stops serving: it must do so before its host can be declared lost.
+HOST_HEARTBEAT_SECONDS = env.float("HOST_HEARTBEAT_SECONDS", 10.0, minimum=0.1)
+HOST_LEASE_SECONDS = env.float("HOST_LEASE_SECONDS", 60.0, minimum=1.0)
+HOST_MAX_BOTS = env.int("HOST_MAX_BOTS", MAX_BOTS, minimum=0, maximum=1000)
+HOST_LABELS = env.str("HOST_LABELS", "")
+BOT_FENCE_SECONDS = env.float(
+    "BOT_FENCE_SECONDS", max(HOST_LEASE_SECONDS - HOST_HEARTBEAT_SECONDS - 5, 0.5), minimum=0.1
+)
+if BOT_FENCE_SECONDS >= HOST_LEASE_SECONDS - HOST_HEARTBEAT_SECONDS:
+    raise ConfigError(
+        "BOT_FENCE_SECONDS",
+        f"{BOT_FENCE_SECONDS:g} must be below HOST_LEASE_SECONDS - HOST_HEARTBEAT_SECONDS "
+        f"({HOST_LEASE_SECONDS:g} - {HOST_HEARTBEAT_SECONDS:g}): a cut-off runner must stop before its host is lost",
+    )
+if BOT_FENCE_SECONDS <= BOT_HEARTBEAT_INTERVAL:
+    raise ConfigError(
+        "BOT_FENCE_SECONDS",
+        f"{BOT_FENCE_SECONDS:g} must exceed BOT_HEARTBEAT_INTERVAL ({BOT_HEARTBEAT_INTERVAL:g}): "
+        "every runner would fence itself",
+    )
 OLLAMA_URL = env.url("OLLAMA_URL", "http://localhost:11434", ("http", "https"))
 OPENAI_URL = env.url("OPENAI_URL", "http://localhost:8080/v1", ("http", "https"))
 OPENAI_API_KEY = env.secret("OPENAI_API_KEY")

@@ -17,7 +17,10 @@ A start or a stop is one transition, audited with its outcome. Audit actions:
         bot.started, bot.restarted (after a crash or an operator restart; only the former
         adds to Bot.restart_count and deia_bot_restarts_total), bot.start_error,
         bot.crash, bot.adopted, bot.stopped, bot.deleted,
-        bot.stray_killed / bot.orphan_killed (a runner its bot does not own / whose row is gone)
+        bot.stray_killed / bot.orphan_killed (a runner its bot does not own / whose row is gone),
+        bot.rescheduled (moved to another host: its host was lost, or a drain), bot.fenced
+    hosts (bots.lifecycle.hosts, drain): host.joined, host.lost, host.rejoined,
+        host.drain_requested, host.drained, host.undrained, host.forgotten
 
 The failure that reaches BOT_MAX_START_RETRIES is still one row, its bot.start_error or
 bot.crash, with details {"status": "error", "gave_up_after": N}.

@@ -2,7 +2,9 @@
 
 Queue `bots` is consumed by every worker; queue `host.<name>` only by the workers of that
 host. A bot with a process (starting, running, stopping) is handled on its own host,
-because only that host can see and signal the process; anything else goes to `bots`.
+because only that host can see and signal the process; so is a bot placed on a host
+(bots.lifecycle.placement) and waiting for its start there. A lost bot's host is gone: it
+and anything unplaced go to `bots`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 
 from django.conf import settings
 
-from bots.models import PROCESS_STATES, Bot
+from bots.models import Bot, Status
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -23,14 +25,14 @@ def host_queue(host: str | None = None) -> str:
 
 
 def queue_for(bot: Bot) -> str:
-    if bot.host and bot.status in PROCESS_STATES:
+    if bot.host and bot.status != Status.LOST:
         return host_queue(bot.host)
     return SHARED_QUEUE
 
 
 def owned_elsewhere(bot: Bot) -> bool:
-    """The bot's process lives on another host: only that host's worker may act on it."""
-    return bool(bot.host) and bot.status in PROCESS_STATES and bot.host != settings.HOSTNAME
+    """The bot's process lives (or is placed to start) on another host: only that host's worker may act on it."""
+    return bool(bot.host) and bot.status != Status.LOST and bot.host != settings.HOSTNAME
 
 
 def send(task: str, args: list, queue: str, countdown: float | None = None, expires: float | None = None) -> bool:

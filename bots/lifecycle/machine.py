@@ -25,6 +25,7 @@ class Event(StrEnum):
     CRASH = "crash"
     STOP = "stop"
     STOPPED = "stopped"
+    HOST_LOST = "host lost"
 
 
 class Outcome(StrEnum):
@@ -46,10 +47,14 @@ class Outcome(StrEnum):
     WAITING = "waiting"
     OK = "ok"
     ORPHANS_KILLED = "orphans_killed"  # a count in reconcile_host's summary
+    FENCED = "fenced"  # this host was lost: its runners were killed before it rejoined
 
 
-STARTABLE = frozenset({Status.STOPPED, Status.CRASHED, Status.ERROR})
+# LOST: its host was lost; it is started again elsewhere (placement), its old runner fenced.
+STARTABLE = frozenset({Status.STOPPED, Status.CRASHED, Status.ERROR, Status.LOST})
 FAILED = frozenset({Status.CRASHED, Status.ERROR})
+# No process of ours to stop: desired stopped, the status simply becomes stopped.
+SETTLEABLE = FAILED | {Status.LOST}
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         Event.CLAIM,
         STARTABLE,
         frozenset({Status.STARTING}),
-        "a worker claims a due start (from error only after an operator's start)",
+        "a worker claims a due start on the host it is placed on (from error only after an operator's start)",
     ),
     Transition(Event.NO_PORT, STARTABLE, FAILED, "no free port in BOT_PORT_RANGE: a failed start"),
     Transition(Event.STARTED, frozenset({Status.STARTING}), frozenset({Status.RUNNING}), "the runner answers /health"),
@@ -84,6 +89,12 @@ TRANSITIONS: tuple[Transition, ...] = (
     ),
     Transition(Event.CRASH, frozenset({Status.RUNNING}), FAILED, "its process is gone or its heartbeat is stale"),
     Transition(
+        Event.HOST_LOST,
+        frozenset({Status.STARTING, Status.RUNNING, Status.STOPPING}),
+        frozenset({Status.LOST}),
+        "its host was silent past HOST_LEASE_SECONDS: it is placed elsewhere, its old runner fenced",
+    ),
+    Transition(
         Event.STOP,
         frozenset({Status.STARTING, Status.RUNNING, Status.STOPPING}),
         frozenset({Status.STOPPING}),
@@ -93,7 +104,7 @@ TRANSITIONS: tuple[Transition, ...] = (
         Event.STOPPED,
         frozenset(Status),
         frozenset({Status.STOPPED}),
-        "a stop saw its process exit or found none; or it is crashed or in error and desired stopped",
+        "a stop saw its process exit or found none; or it is crashed, in error or lost and desired stopped",
     ),
 )
 

@@ -29,6 +29,7 @@ from django.db import connection
 
 TAG_VAR = "DEIA_RUNNER_TAG"
 SECRET_ENV = "DEIA_BOT_SECRET"  # noqa: S105 - the variable's name; the runner pops it at start
+GENERATION_ENV = "DEIA_BOT_GENERATION"  # the start's Bot.generation: the runner's fencing token
 
 # A runner gets only the environment it reads (deia/settings.py through settings_runner),
 # never a copy of the worker's: no broker or cache URL, no cloud keys, no admin password,
@@ -42,7 +43,9 @@ RUNNER_ENV_NAMES = frozenset(
         # settings.py refuses to load without a key when DEBUG is off.
         *("SECRET_KEY", "SECRET_KEY_FILE"),
         # The runner's recognition tag and the per-start secret it asks of every chat.
-        *(TAG_VAR, "DEIA_BOT_SECRET"),
+        *(TAG_VAR, "DEIA_BOT_SECRET", GENERATION_ENV),
+        # What BOT_FENCE_SECONDS is checked against (deia/settings.py): the worker's values.
+        *("HOST_HEARTBEAT_SECONDS", "HOST_LEASE_SECONDS"),
     }
 )
 RUNNER_ENV_PREFIXES = ("LC_", "DEIA_", "BOT_", "LLM_", "OLLAMA_", "OPENAI_", "LOG_")
@@ -301,7 +304,7 @@ class Spawned:
         return lines[-1] if lines else ""
 
 
-def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
+def spawn_runner(bot_id: int, slug: str, port: int, secret: str, generation: int = 0) -> Spawned:
     """Start `manage.py runbot` in its own session, detached from this worker's signals.
 
     The chat secret goes in the environment (the runner removes it from its own at once),
@@ -311,6 +314,7 @@ def spawn_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     env = runner_process_env(runner_tag(bot_id))
     env[SECRET_ENV] = secret
+    env[GENERATION_ENV] = str(generation)
     args = [sys.executable, str(settings.BASE_DIR / "manage.py"), "runbot", str(bot_id), "--port", str(port)]
     with open(path, "ab") as log:
         offset = log.tell()
@@ -333,6 +337,8 @@ def runner_process_env(tag: str) -> dict[str, str]:
     env.pop("LOG_SYSLOG_PREFIX", None)  # its output goes to a file, not to the journal
     # A runner serves few connections; a small pool per bot keeps 100 bots within max_connections.
     env["DB_POOL_MAX_SIZE"] = str(settings.RUNNER_DB_POOL_MAX_SIZE)
+    # The worker's own value, defaulted or not: its runners fence themselves as it expects.
+    env["BOT_FENCE_SECONDS"] = repr(settings.BOT_FENCE_SECONDS)
     env[TAG_VAR] = tag
     return env
 

@@ -14,13 +14,22 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from bots.lifecycle import dispatch, template
-from bots.lifecycle.machine import FAILED, STARTABLE, Outcome
+from bots.lifecycle import dispatch, drain, hosts, template
+from bots.lifecycle.machine import SETTLEABLE, STARTABLE, Outcome
+from bots.lifecycle.placement import Fleet, place
 from bots.lifecycle.process import is_healthy, is_runner, reap_children, runner_pids, terminate
-from bots.lifecycle.state import heartbeat_stale, host_lock, record_kill, start_due, start_overdue
+from bots.lifecycle.state import (
+    fleet_lock,
+    heartbeat_stale,
+    host_lock,
+    lock_bot,
+    record_kill,
+    start_due,
+    start_overdue,
+)
 from bots.lifecycle.stop import kill_strays, settle_stopped, stop_bot
 from bots.lifecycle.transitions import adopt, fail_interrupted_start, mark_crashed, reset_failures_if_healthy, start_bot
-from bots.models import Bot, DesiredState, Status
+from bots.models import Bot, DesiredState, Host, Status, db_now
 from deia.audit_actions import Action
 
 log = logging.getLogger("deia.lifecycle")
@@ -78,8 +87,10 @@ def reconcile_host(host: str | None = None) -> dict[str, int]:
         dispatch.reconcile_host_soon(host)
         return {Outcome.REROUTED: 1}
     reap_children()
-    template.ensure_started()  # supervision: a template that died is started again
     outcomes: dict[str, int] = {}
+    if hosts.rejoin_if_lost():
+        outcomes[Outcome.FENCED] = 1
+    template.ensure_started()  # supervision: a template that died is started again
     seen = runner_pids()  # one scan of /proc for the whole pass, not one per bot
     checked = list(Bot.objects.filter(host=settings.HOSTNAME).values_list("pk", flat=True))
     for bot_id in checked:
@@ -118,22 +129,51 @@ def kill_orphans(seen: dict[int, int] | None = None, checked: set[int] = frozens
 
 
 def reconcile_all() -> dict[str, int]:
-    """Beat's entry point (shared queue): every bot gets looked at by the right worker."""
+    """Beat's entry point (shared queue): every bot gets looked at by the right worker.
+
+    First failover: hosts past their lease are lost and their bots marked lost; then every
+    due start (lost bots included) is placed on a host and sent to that host's queue.
+    """
     reap_children()
+    with transaction.atomic():
+        fleet_lock()
+        hosts.mark_lost_hosts(db_now())
     now = timezone.now()
     summary = {"settled": 0, "starts": 0, "hosts": 0}
-    settle = Bot.objects.filter(desired_state=DesiredState.STOPPED, status__in=FAILED)
+    settle = Bot.objects.filter(desired_state=DesiredState.STOPPED, status__in=SETTLEABLE)
     for bot_id in settle.values_list("pk", flat=True):
         summary["settled"] += settle_stopped(bot_id) == Outcome.STOPPED
     candidates = Bot.objects.filter(desired_state=DesiredState.RUNNING, status__in=STARTABLE).filter(
         Q(next_start_at__isnull=True) | Q(next_start_at__lte=now)
     )
-    for bot in candidates:
-        if start_due(bot, now):
-            # One task per bot so starts run in parallel across the workers' pool.
-            summary["starts"] += dispatch.reconcile_soon(bot, queue=dispatch.SHARED_QUEUE, from_loop=True)
-    hosts = set(Bot.objects.exclude(host="").values_list("host", flat=True).distinct())
-    hosts.add(settings.HOSTNAME)  # this host's orphans are looked for even if it owns no bot
-    for host in sorted(hosts):
+    due = [bot.pk for bot in candidates if start_due(bot, now)]
+    summary["starts"] = place_starts(due)
+    summary["moves"] = drain.next_moves()
+    hosts_ = set(Bot.objects.exclude(host="").values_list("host", flat=True).distinct())
+    hosts_.add(settings.HOSTNAME)  # this host's orphans are looked for even if it owns no bot
+    for host in sorted(hosts_ - set(Host.objects.filter(lost_at__isnull=False).values_list("name", flat=True))):
         summary["hosts"] += dispatch.reconcile_host_soon(host)
     return summary
+
+
+def place_starts(due: list[int]) -> int:
+    """Place each due start on a host (under fleet_lock) and send it there; returns how many were sent.
+
+    One task per bot so starts run in parallel across the workers' pools.
+    """
+    sent = []
+    with transaction.atomic():
+        fleet_lock()
+        fleet = Fleet.read()
+        for bot_id in due:
+            bot = lock_bot(bot_id)
+            if bot is None or not start_due(bot):
+                continue
+            if not fleet.legacy and not (bot.host and fleet.accepts(bot.host)):
+                placed = place(bot, fleet)
+                if isinstance(placed, str):
+                    if bot.last_error != placed:
+                        Bot.objects.filter(pk=bot.pk).update(last_error=placed)
+                    continue
+            sent.append(bot)
+    return sum(dispatch.reconcile_soon(bot, from_loop=True) for bot in sent)

@@ -36,6 +36,10 @@ def request_start(bot: Bot, *, user=None, actor: str | None = None, ip: str | No
             record(bot, Action.BOT_START_REFUSED, actor=actor, user=user, ip=ip, details={"reason": refusal})
         else:
             _want_running(bot)
+            if host and not already:
+                # The operator's placement; the claim places it anew if that host cannot take it.
+                Bot.objects.filter(pk=bot.pk).update(host=host)
+                bot.host = host
             record(bot, Action.BOT_START, actor=actor, user=user, ip=ip, details={"already_running": already})
             queue = dispatch.host_queue(host) if host else dispatch.queue_for(bot)
             transaction.on_commit(lambda: dispatch.reconcile_soon(bot, queue=queue))

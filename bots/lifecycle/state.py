@@ -153,6 +153,14 @@ def heartbeat_stale(bot: Bot, now=None) -> bool:
     return reference is None or now - reference > timedelta(seconds=settings.BOT_HEARTBEAT_STALE)
 
 
+def taken_ports(exclude: int | None = None) -> set[int]:
+    """Ports bots hold: their process's, and a drain's handover runner's (pick under fleet_lock)."""
+    bots = Bot.objects.exclude(pk=exclude) if exclude else Bot.objects.all()
+    taken = set(bots.exclude(port=None).values_list("port", flat=True))
+    taken |= {h["port"] for h in Bot.objects.exclude(handover={}).values_list("handover", flat=True) if h.get("port")}
+    return taken
+
+
 def clear_process(bot: Bot) -> None:
     """Forget the process (in memory; the transition saves PROCESS_FIELDS with the status)."""
     for name in PROCESS_FIELDS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from bots.lifecycle.machine import FAILED, Event, Outcome, move
+from bots.lifecycle.machine import SETTLEABLE, Event, Outcome, move
 from bots.lifecycle.process import is_runner, reap_children, runner_pids, terminate
 from bots.lifecycle.state import clear_process, lock_bot, record, record_kill
 from bots.models import PROCESS_FIELDS, PROCESS_STATES, Bot, DesiredState, Status
@@ -35,10 +35,13 @@ def kill_strays(bot_id: int, seen: dict[int, int] | None = None, owner: int | No
         bot = lock_bot(bot_id)
         if bot is not None and bot.status == Status.STARTING and bot.pid is None:
             return []  # a spawn is in flight; its start task records the pid
+        handover = bot.handover if bot is not None and bot.handover.get("host") == settings.HOSTNAME else {}
+        if handover and not handover.get("pid"):
+            return []  # a drain's spawn is in flight here (bots.lifecycle.drain)
         owns = bot is not None and bot.status in PROCESS_STATES and bot.host == settings.HOSTNAME
         keep = bot.pid if owns else None
         # Listed again under the lock: a concurrent sweep may have killed (and audited) some.
-        killed = [pid for pid in runner_pids(bot_id) if pid != keep]
+        killed = [pid for pid in runner_pids(bot_id) if pid not in (keep, handover.get("pid"))]
         for pid in killed:
             terminate(pid, 0)
             reason = (
@@ -99,10 +102,10 @@ def _delete(bot: Bot, actor: str | None) -> None:
 
 
 def settle_stopped(bot_id: int) -> Outcome:
-    """Desired stopped, no process (crashed or error): the observed status becomes stopped."""
+    """Desired stopped, no process of ours (crashed, error, lost): the observed status becomes stopped."""
     with transaction.atomic():
         bot = lock_bot(bot_id)
-        if bot is None or bot.desired_state != DesiredState.STOPPED or bot.status not in FAILED:
+        if bot is None or bot.desired_state != DesiredState.STOPPED or bot.status not in SETTLEABLE:
             return Outcome.NOOP
         _mark_stopped(bot, None, None, killed=False, actor=None)
     return Outcome.STOPPED

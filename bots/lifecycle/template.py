@@ -204,12 +204,12 @@ def wait_ready(fp: str, timeout: float = READY_TIMEOUT) -> int | None:
 
 
 # --- a start --------------------------------------------------------------------------
-def fork_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
+def fork_runner(bot_id: int, slug: str, port: int, secret: str, generation: int = 0) -> Spawned:
     """The template forks the bot's runner; a stale template is replaced first. Raises Unavailable."""
     fp = fingerprint()
     path = log_path(slug)
     request = {"op": "fork", "fingerprint": fp, "bot_id": bot_id, "port": port}
-    request |= {"tag": runner_tag(bot_id), "secret": secret, "log": str(path)}
+    request |= {"tag": runner_tag(bot_id), "secret": secret, "generation": generation, "log": str(path)}
     reply = _ask(request)
     if reply.get("error") == "stale":
         log.info("replacing the runner template", extra={"host": settings.HOSTNAME, "fingerprint": fp})
@@ -222,11 +222,11 @@ def fork_runner(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
     return Spawned(reply["pid"], path, int(reply.get("log_offset") or 0))
 
 
-def spawn(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
+def spawn(bot_id: int, slug: str, port: int, secret: str, generation: int = 0) -> Spawned:
     """Start the bot's runner: forked by the template if it can, else by exec (counted)."""
     if settings.BOT_RUNNER_TEMPLATE:
         try:
-            return fork_runner(bot_id, slug, port, secret)
+            return fork_runner(bot_id, slug, port, secret, generation)
         except Unavailable as exc:
             log.warning(
                 "runner template unavailable; starting the runner by exec",
@@ -235,4 +235,4 @@ def spawn(bot_id: int, slug: str, port: int, secret: str) -> Spawned:
             metrics.START_FALLBACKS.inc(reason=exc.reason.value)
             if exc.reason == Fallback.UNAVAILABLE and not loading():
                 start_template()  # supervision: the next start finds it
-    return spawn_runner(bot_id, slug, port, secret)
+    return spawn_runner(bot_id, slug, port, secret, generation)

@@ -24,6 +24,7 @@ from django.utils import timezone
 from bots import metrics
 from bots.lifecycle import dispatch, template
 from bots.lifecycle.machine import Event, Outcome, move
+from bots.lifecycle.placement import Fleet, place
 from bots.lifecycle.process import (
     exit_status,
     is_runner,
@@ -43,6 +44,7 @@ from bots.lifecycle.state import (
     lock_bot,
     record,
     start_due,
+    taken_ports,
 )
 from bots.lifecycle.stop import kill_strays, stop_bot
 from bots.models import PROCESS_FIELDS, Bot, DesiredState, Status
@@ -99,14 +101,16 @@ def _claim_start(bot_id: int, reason: str | None) -> Claim:
                     return Claim(outcome=Outcome.GONE)
                 if not start_due(bot):
                     return Claim(outcome=Outcome.NOT_DUE)
+                elsewhere = _placed_elsewhere(bot)
+                if elsewhere:
+                    return Claim(outcome=elsewhere)
                 refusal = capacity_refusal(bot)
                 if refusal:
                     if bot.last_error != refusal:
                         Bot.objects.filter(pk=bot.pk).update(last_error=refusal)
                     log.info("start deferred", extra={"bot": bot.slug, "action": "bot.start_deferred"})
                     return Claim(outcome=Outcome.REFUSED)
-                taken = set(Bot.objects.exclude(pk=bot.pk).exclude(port=None).values_list("port", flat=True))
-                port = pick_port(taken)
+                port = pick_port(taken_ports(exclude=bot.pk))
                 if port is None:
                     error = f"no free port in BOT_PORT_RANGE {settings.BOT_PORT_RANGE}"
                     _fail_locked(bot, Event.NO_PORT, error, None, None)
@@ -122,25 +126,48 @@ def _claim_start(bot_id: int, reason: str | None) -> Claim:
                 bot.started_at = timezone.now()
                 bot.startup_seconds = None
                 bot.next_start_at = None
+                bot.generation += 1  # fences every older runner of the bot (its heartbeat, the relay)
+                fields = [*PROCESS_FIELDS, "startup_seconds", "next_start_at", "generation"]
                 with transaction.atomic():  # the unique port is the final guard
-                    move(bot, Event.CLAIM, Status.STARTING, [*PROCESS_FIELDS, "startup_seconds", "next_start_at"])
+                    move(bot, Event.CLAIM, Status.STARTING, fields)
                 return Claim(bot, why)
         except IntegrityError:
             continue
     return Claim(outcome=Outcome.PORT_RACE)
 
 
+def _placed_elsewhere(bot: Bot) -> Outcome | None:
+    """None if this host is to start the locked bot; else it was sent to its host, or waits for room.
+
+    A bot placed on an alive host keeps it; one unplaced, or placed on a host that is lost or
+    draining, is placed now (under the fleet lock its caller holds).
+    """
+    fleet = Fleet.read()
+    if fleet.legacy:
+        return None
+    if not (bot.host and fleet.accepts(bot.host)):
+        placed = place(bot, fleet)
+        if isinstance(placed, str):
+            if bot.last_error != placed:
+                Bot.objects.filter(pk=bot.pk).update(last_error=placed)
+            return Outcome.REFUSED
+    if bot.host == settings.HOSTNAME:
+        return None
+    transaction.on_commit(lambda: dispatch.reconcile_soon(bot))
+    return Outcome.REROUTED
+
+
 def _launch(bot: Bot) -> Launch:
     """Spawn the claimed bot's runner and wait for its /health; a failure is recorded here."""
     began = time.monotonic()
     try:
-        spawned = template.spawn(bot.pk, bot.slug, bot.port, bot.chat_secret)
+        spawned = template.spawn(bot.pk, bot.slug, bot.port, bot.chat_secret, bot.generation)
     except OSError as exc:
         _fail_start(bot.pk, None, f"cannot spawn the runner: {exc}")
         return Launch(outcome=Outcome.ERROR)
     # The runner's heartbeat matches on pid, so the pid is stored before waiting.
     recorded = Bot.objects.filter(
-        pk=bot.pk, status=Status.STARTING, host=settings.HOSTNAME, port=bot.port, pid=None
+        pk=bot.pk, status=Status.STARTING, host=settings.HOSTNAME, port=bot.port, pid=None, generation=bot.generation
     ).update(pid=spawned.pid)
     if not recorded:
         # A stop or a clean-up took the bot while we spawned: this process must not live.
@@ -317,6 +344,8 @@ def restart_bot(bot_id: int, pid: int | None) -> Outcome:
         return Outcome.REROUTED
     if pid and bot.status == Status.RUNNING and bot.pid == pid:
         stop_bot(bot_id, expected_pid=pid)
+        # Restarted where it ran, unless this host takes no bot now (the claim places it then).
+        Bot.objects.filter(pk=bot_id, host="").update(host=settings.HOSTNAME)
         return start_bot(bot_id, reason=StartReason.RESTART)
     # Done already (a redelivered task) or not running any more: start it if it is due.
     return start_bot(bot_id)

@@ -25,7 +25,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from bots.metrics import CHAT_REJECTED, CHATS_IN_FLIGHT, REJECT_BOT_BUSY
 from bots.runner.chat import BadRequest, BotContext, ChatResult, handle_chat, parse_chat
-from bots.runner.protocol import MAX_CHAT_BODY_BYTES, MAX_MESSAGE_BYTES, SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
+from bots.runner.protocol import (
+    GENERATION_HEADER,
+    MAX_CHAT_BODY_BYTES,
+    MAX_MESSAGE_BYTES,
+    SECRET_HEADER,
+    SSE_CONTENT_TYPE,
+    sse_event,
+)
 from deia.logs import REQUEST_ID_HEADER, new_request_id, reset_request_id, set_request_id
 from deia.metrics import update_pool_gauges
 from deia.proxies import scrape_allowed
@@ -70,6 +77,11 @@ class RunnerApp:
         self.timeout = timeout  # BOT_CHAT_TIMEOUT
         self.draining = False
         self.inflight = 0
+        # Fencing (bots.runner.server): this start's generation, and a check that says why this
+        # runner may no longer serve (its heartbeat too old or refused), or None.
+        self.generation = 0
+        self.fenced: Callable[[], str | None] = lambda: None
+        self.on_fenced: Callable[[str], None] = lambda reason: None
         self._gauge = CHATS_IN_FLIGHT.labels(bot=ctx.slug)
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -117,6 +129,7 @@ class RunnerApp:
         body = {
             "status": "stopping" if self.draining else "ok",
             "bot_id": self.ctx.bot_id,
+            "generation": self.generation,
             "bot": self.ctx.slug,
             "model": self.ctx.model,
             "backend": self.backend_name,
@@ -137,6 +150,17 @@ class RunnerApp:
         given = _header(scope, SECRET_HEADER.lower().encode()).encode("latin-1")
         if not self.secret or not hmac.compare_digest(given, self.secret):
             return await reply.json(401, {"error": "unauthorized", "detail": "this bot answers only the control plane"})
+        asked = _header(scope, GENERATION_HEADER.lower().encode())
+        fenced = self.fenced() or (
+            f"generation {asked} asked, this runner is generation {self.generation}"
+            if asked and asked != str(self.generation)
+            else None
+        )
+        if fenced:
+            detail = f"bot {self.ctx.slug!r}: this runner is stale: {fenced}"
+            await reply.json(503, {"error": "fenced", "detail": detail})
+            self.on_fenced(fenced)
+            return None
         if self.inflight >= self.max_chats:
             CHAT_REJECTED.labels(bot=self.ctx.slug, reason=REJECT_BOT_BUSY).inc()
             detail = (

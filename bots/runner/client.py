@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from bots.runner.protocol import SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
+from bots.runner.protocol import GENERATION_HEADER, SECRET_HEADER, SSE_CONTENT_TYPE, sse_event
 from deia.logs import REQUEST_ID_HEADER
 
 # The API's answers when the runner is not there (502) or too slow (504).
@@ -51,6 +51,7 @@ class Target:
     slug: str
     address: str
     secret: str
+    generation: int = 0
 
 
 @dataclass
@@ -79,7 +80,11 @@ async def relay_chat(
         "POST",
         f"http://{target.address}/chat",
         json=payload,
-        headers={REQUEST_ID_HEADER: request_id, SECRET_HEADER: target.secret},
+        headers={
+            REQUEST_ID_HEADER: request_id,
+            SECRET_HEADER: target.secret,
+            GENERATION_HEADER: str(target.generation),
+        },
         timeout=httpx.Timeout(timeout + margin, connect=min(timeout, 2.0)),
     )
     try:

@@ -14,6 +14,8 @@ import json
 from typing import Any
 
 SECRET_HEADER = "X-Bot-Secret"  # noqa: S105 - a header's name
+# The bot's generation the web relays to: a runner of another generation refuses (fencing).
+GENERATION_HEADER = "X-Bot-Generation"
 SSE_CONTENT_TYPE = "text/event-stream"
 # A chat message is text, not a document: the API and the runner refuse a longer one (its
 # UTF-8 bytes, 413 from the runner).

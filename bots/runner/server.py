@@ -5,6 +5,16 @@ thread, a busy bot can refuse at once, and a client that goes away is noticed an
 the LLM request. One process per bot, no master/worker pair: a bot costs one Django
 process of memory. On SIGTERM uvicorn closes the listening socket at once, lets the chats
 in hand finish within BOT_STOP_GRACE, then the process exits 0.
+
+Fencing (docs/ARCHITECTURE.md#fencing): the runner knows its start's generation
+(DEIA_BOT_GENERATION). Its heartbeat is accepted only while that generation is the bot's
+current one (or the handover's, while a drain moves it); a refused heartbeat means the bot
+was placed elsewhere or started again: the runner stops serving and exits at once
+(EXIT_FENCED). A runner that cannot record a heartbeat for BOT_FENCE_SECONDS (database
+unreachable, or the process was frozen) exits too, and /chat refuses (503) as soon as the
+last good heartbeat is that old, measured on the monotonic clock. So when its host is
+declared lost (HOST_LEASE_SECONDS after the host's last heartbeat), its runners have
+stopped serving already.
 """
 
 from __future__ import annotations
@@ -21,9 +31,10 @@ from dataclasses import dataclass
 import uvicorn
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.db.models import Q
 from django.utils import timezone
 
-from bots.lifecycle.process import SECRET_ENV
+from bots.lifecycle.process import GENERATION_ENV, SECRET_ENV
 from bots.llm import ModelNotFound, get_backend, probe_llm
 from bots.metrics import init_runner_metrics
 from bots.models import Bot
@@ -33,7 +44,9 @@ from bots.runner.uvicorn_adapter import Server, ignore_reraised_signals
 
 log = logging.getLogger("deia.runner")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL_MISSING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MODEL_MISSING, EXIT_FENCED = 0, 1, 2, 3, 4
+# Seconds between the fence watch's looks at the heartbeat's age.
+FENCE_WATCH_INTERVAL = 0.25
 
 
 class StartupError(Exception):
@@ -65,6 +78,9 @@ class Runner:
     sock: socket.socket
     grace: float
     heartbeat_interval: float
+    generation: int = 0
+    fence_seconds: float = 45.0
+    last_beat: float = 0.0  # time.monotonic() of the last accepted heartbeat
 
     # --- start ---------------------------------------------------------------------
     @classmethod
@@ -109,7 +125,12 @@ class Runner:
             "runner listening",
             extra={"bot": bot.slug, "host": host, "port": port, "model": bot.model_name, "backend": backend.name},
         )
-        return cls(ctx, app, sock, settings.BOT_STOP_GRACE, settings.BOT_HEARTBEAT_INTERVAL)
+        runner = cls(ctx, app, sock, settings.BOT_STOP_GRACE, settings.BOT_HEARTBEAT_INTERVAL)
+        runner.generation = int(os.environ.get(GENERATION_ENV) or 0)
+        runner.fence_seconds = settings.BOT_FENCE_SECONDS
+        runner.last_beat = time.monotonic()  # the bot was just read from the database
+        app.generation, app.fenced, app.on_fenced = runner.generation, runner.fence_reason, runner.exit_fenced
+        return runner
 
     # --- serve ---------------------------------------------------------------------
     def serve(self) -> int:
@@ -137,40 +158,82 @@ class Runner:
 
     async def _serve(self, server: Server) -> None:
         beat = asyncio.ensure_future(self._heartbeat_loop(server))
+        watch = asyncio.ensure_future(self._fence_watch())
         try:
             await server.serve(sockets=[self.sock])
         finally:
             beat.cancel()
+            watch.cancel()
             if self.app.inflight:
                 log.warning("grace period over with chats still in flight", extra={"inflight": self.app.inflight})
             await self.ctx.backend.aclose()
 
-    # --- heartbeat -----------------------------------------------------------------
+    # --- heartbeat and fencing -------------------------------------------------------
     async def _heartbeat_loop(self, server: Server) -> None:
         while True:
-            if not await in_db(self.beat):
+            verdict = await in_db(self.beat)
+            if verdict == GONE:
                 log.warning("bot row is gone; shutting down", extra={"bot": self.ctx.slug})
                 self.app.draining = True
                 server.stop()  # the same graceful path as an operator stop
                 return
+            if verdict == FENCED:
+                self.exit_fenced(f"heartbeat refused: generation {self.generation} is no longer current")
+                return
             await asyncio.sleep(self.heartbeat_interval)
 
-    def beat(self) -> bool:
-        """Record a heartbeat and refresh the system prompt; False once the bot row is gone."""
+    async def _fence_watch(self) -> None:
+        """Exit once no heartbeat was accepted for BOT_FENCE_SECONDS, even if the heartbeat hangs."""
+        while True:
+            reason = self.fence_reason()
+            if reason:
+                self.exit_fenced(reason)
+                return
+            await asyncio.sleep(FENCE_WATCH_INTERVAL)
+
+    def fence_reason(self) -> str | None:
+        """Why this runner may not serve any more (its last good heartbeat is too old), or None."""
+        age = time.monotonic() - self.last_beat
+        if age > self.fence_seconds:
+            return f"no heartbeat accepted for {age:.1f} s (BOT_FENCE_SECONDS {self.fence_seconds:g})"
+        return None
+
+    def exit_fenced(self, reason: str) -> None:
+        """Stop serving and exit at once: another runner of the bot may serve by now."""
+        self.app.draining = True
+        log.error("runner fenced; exiting", extra={"bot": self.ctx.slug, "reason": reason})
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        # A moment for a refusal being written to reach its client, then no more.
+        asyncio.get_running_loop().call_later(0.05, os._exit, EXIT_FENCED)
+
+    def beat(self) -> str:
+        """Record a heartbeat and refresh the system prompt: OK, FENCED (another generation) or GONE."""
         try:
             close_old_connections()
-            # Matches only once the lifecycle has recorded our pid: an older process of
-            # the same bot can never keep a newer record alive.
-            Bot.objects.filter(pk=self.ctx.bot_id, pid=os.getpid()).update(last_heartbeat=timezone.now())
-            prompts = list(Bot.objects.filter(pk=self.ctx.bot_id).values_list("system_prompt", flat=True))
+            # Written only once the lifecycle has recorded our pid, and only for this start's
+            # generation: an older process of the bot (a stale runner on a lost host, one frozen
+            # and resumed) never keeps a newer record alive.
+            mine = Bot.objects.filter(pk=self.ctx.bot_id)
+            if not mine.filter(generation=self.generation, pid=os.getpid()).update(last_heartbeat=timezone.now()):
+                # Still current: a start whose pid is not recorded yet, or a drain's handover runner.
+                current = Q(generation=self.generation) | Q(handover_generation=self.generation)
+                if not mine.filter(current).exists():
+                    return FENCED if mine.exists() else GONE
+            prompts = list(mine.values_list("system_prompt", flat=True))
         except DatabaseError as exc:
+            # Not fatal by itself: the fence watch ends it after BOT_FENCE_SECONDS without success.
             log.warning("heartbeat failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            return True  # a database outage is not a reason to stop serving
+            return OK
+        self.last_beat = time.monotonic()
         if not prompts:
-            return False
+            return GONE
         with self.ctx.lock:
             self.ctx.system_prompt = prompts[0]
-        return True
+        return OK
+
+
+OK, FENCED, GONE = "ok", "fenced", "gone"
 
 
 def run(ref: str, port: int | None) -> int:

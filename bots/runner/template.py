@@ -43,7 +43,14 @@ import uvicorn
 from django.db import connections
 from setproctitle import setproctitle
 
-from bots.lifecycle.process import RUNNER_TITLE, SECRET_ENV, TAG_VAR, TEMPLATE_TITLE, reap_children
+from bots.lifecycle.process import (
+    GENERATION_ENV,
+    RUNNER_TITLE,
+    SECRET_ENV,
+    TAG_VAR,
+    TEMPLATE_TITLE,
+    reap_children,
+)
 from bots.lifecycle.template import FINGERPRINT_ENV
 from bots.llm.http import tls_context
 from bots.models import Bot
@@ -174,6 +181,7 @@ class Template:
             log_path = Path(request["log"])
             bot_id, port = int(request["bot_id"]), int(request["port"])
             tag, secret = str(request["tag"]), str(request["secret"])
+            generation = int(request.get("generation") or 0)
         except (KeyError, TypeError, ValueError) as exc:
             return {"error": f"bad fork request: {exc}"}
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -183,11 +191,13 @@ class Template:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._child(conn, fd, bot_id, port, tag, secret)  # never returns
+            self._child(conn, fd, bot_id, port, tag, secret, generation)  # never returns
         os.close(fd)
         return {"pid": pid, "log_offset": offset}
 
-    def _child(self, conn: socket.socket, log_fd: int, bot_id: int, port: int, tag: str, secret: str) -> None:
+    def _child(
+        self, conn: socket.socket, log_fd: int, bot_id: int, port: int, tag: str, secret: str, generation: int
+    ) -> None:
         code = 1
         try:
             # First the mark the lifecycle recognises us by, then out of the template's session:
@@ -209,6 +219,7 @@ class Template:
             random.seed()  # os.fork re-seeds it already; said here so that no change loses it
             os.environ[TAG_VAR] = tag
             os.environ[SECRET_ENV] = secret  # popped by the runner at once, as from exec
+            os.environ[GENERATION_ENV] = str(generation)
             code = run(str(bot_id), port)
         except BaseException:  # noqa: BLE001 - a child must never return into the template's loop
             traceback.print_exc()

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from bots import access
-from bots.models import Status
+from bots.models import Host, HostState, Status, db_now
 from deia.adapters.django import connection_pool
 from deia.flags import starts_frozen
 from deia.redact import redact
@@ -198,6 +198,18 @@ def connections_tile() -> Tile:
     return tile
 
 
+def hosts_tile() -> Tile:
+    """Hosts alive, draining and lost (Critical while any is lost: its bots are being moved)."""
+    now = db_now()
+    counts = dict.fromkeys(HostState, 0)
+    for host in Host.objects.all():
+        counts[host.state_at(now, settings.HOST_LEASE_SECONDS)] += 1
+    value = ", ".join(f"{n} {state.value}" for state, n in counts.items()) if any(counts.values()) else "none yet"
+    level = Level.CRIT if counts[HostState.LOST] else Level.WARN if counts[HostState.DRAINING] else Level.OK
+    detail = f"lost: silent for {settings.HOST_LEASE_SECONDS:g} s (HOST_LEASE_SECONDS); its bots move elsewhere"
+    return Tile("hosts", "Hosts", value, level, detail, reverse("admin:bots_host_changelist"), "host list")
+
+
 def failing_jobs() -> list[MaintenanceRun]:
     """The jobs whose latest finished run failed (two queries, whatever the number of jobs)."""
     finished = MaintenanceRun.objects.exclude(status=MaintenanceRun.Status.RUNNING)
@@ -230,6 +242,7 @@ def compute(now: datetime | None = None) -> Overview:
         info_tile(reader, Figure.FIRST_TOKEN_P95, minute, "5 min", "Time to first token p95", "s", now),
         graded_tile(reader, Figure.CACHE_HIT_RATIO, hour, "1 h", "Cache hit rate", now),
         connections_tile(),
+        hosts_tile(),
         check_tile(
             "last_backup",
             "Last good backup",

@@ -74,6 +74,13 @@ def test_the_history_scenario_reads_drops_and_deletes_a_month(child_env):
     assert bench_processes() == []
 
 
+def test_the_failover_scenario_moves_every_bot_of_a_killed_host(child_env):
+    out = run_scenario("failover_bench", child_env)
+    assert "| bots | kill to all running on B |" in out
+    assert "| 2 | " in out  # the smoke size: two bots moved, timed
+    assert bench_processes() == []
+
+
 @pytest.mark.parametrize("name", ["nope", "nope_bench"])
 def test_make_bench_refuses_an_unknown_scenario_in_one_line(name):
     result = subprocess.run(

@@ -26,6 +26,8 @@ WEB_CONTRACT = (
     "deia_bot_startup_seconds_sum",
     "deia_bot_crashes_total",
     "deia_bot_restarts_total",
+    "deia_bot_reschedules_total",
+    "deia_hosts",
     "deia_db_pool_connections",
     "deia_db_pool_max",
     "deia_backup_last_success_timestamp_seconds",

@@ -106,8 +106,8 @@ def test_max_bots_is_zero_while_starts_are_frozen(client):
 def test_a_scrape_runs_the_same_few_queries_with_100_bots(client, django_assert_max_num_queries):
     make_bots(100, Status.RUNNING)
     scrape(client)  # the first scrape of a process also waits for its first health results
-    # bots by status, the freeze flag, the stored metrics, the first backup's schedule
-    with django_assert_max_num_queries(4):
+    # bots by status, the freeze flag, the stored metrics, the first backup's schedule, the hosts
+    with django_assert_max_num_queries(5):
         text = scrape(client)
     assert value(parse_samples(text), "deia_bots", status="running") == 100
 
