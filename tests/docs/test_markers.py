@@ -21,11 +21,15 @@ NOT_RUN = {
     # install.sh, root's secrets, systemctl, the installed Alertmanager, Grafana's files
     # (deploy/install.sh's test runs the install and the Alertmanager check).
     "docs/OPS_BUNDLE.md": 5,
+    # a drain of a real fleet; the walk-through's terminals (make run, a second host, its kill)
+    "docs/MULTI_HOST.md": 6,
     "docs/runbooks/README.md": 2,  # deia-manage's sudo definition; systemctl/journalctl
     "docs/runbooks/database-connections.md": 1,
     "docs/runbooks/deia-backup-too-old.md": 1,
     "docs/runbooks/deia-bot-crash-loop.md": 1,
     "docs/runbooks/deia-bot-start-errors.md": 1,
+    "docs/runbooks/deia-host-draining-too-long.md": 2,  # needs a draining host; amtool on the installed Alertmanager
+    "docs/runbooks/deia-host-lost.md": 1,  # on the lost host: systemd, its journal
     "docs/runbooks/deia-llm-backend-down.md": 1,
     "docs/runbooks/deia-maintenance-job-failed.md": 1,
     "docs/runbooks/deia-restore-check-failing.md": 1,
