@@ -156,7 +156,7 @@ def command_help(name: str, *sub: str) -> str:
 
 @cache
 def commands_with_subcommands() -> frozenset[str]:
-    return frozenset({"botctl", "apitoken"})
+    return frozenset({"botctl", "apitoken", "host"})
 
 
 def subcommands(name: str) -> set[str]:

@@ -18,6 +18,8 @@ from .pages import MARKER, PAGES, SHELL, blocks, rel, shell_blocks
 
 NOT_RUN = {
     "README.md": 2,  # make run (foreground until Ctrl-C), make test (the suite itself)
+    # a drain of a real fleet; the walk-through's terminals (make run, a second host, its kill)
+    "docs/MULTI_HOST.md": 6,
     # install.sh, root's secrets, systemctl, the installed Alertmanager, Grafana's files
     # (deploy/install.sh's test runs the install and the Alertmanager check).
     "docs/OPS_BUNDLE.md": 5,
@@ -29,6 +31,8 @@ NOT_RUN = {
     "docs/runbooks/deia-backup-too-old.md": 1,
     "docs/runbooks/deia-bot-crash-loop.md": 1,
     "docs/runbooks/deia-bot-start-errors.md": 1,
+    "docs/runbooks/deia-host-draining-too-long.md": 2,  # needs a draining host; amtool on the installed Alertmanager
+    "docs/runbooks/deia-host-lost.md": 1,  # on the lost host: systemd, its journal
     "docs/runbooks/deia-llm-backend-down.md": 1,
     "docs/runbooks/deia-maintenance-job-failed.md": 1,
     "docs/runbooks/deia-restore-check-failing.md": 1,

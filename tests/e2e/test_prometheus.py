@@ -73,12 +73,15 @@ def test_prometheus_finds_two_running_bots_and_sees_a_chat_in_the_bot_histogram(
     assert set(discovered) == {"alpha", "bravo"}
     assert discovered["bravo"]["labels"]["bot_id"] == str(llama.pk)
     assert discovered["bravo"]["labels"]["instance"] == llama.address
+    # The host label names the worker that runs each bot (Alertmanager inhibits on it).
+    assert {t["labels"]["host"] for t in discovered.values()} == {"host-a"}
     up = {(r["metric"]["job"], r["metric"].get("bot", "")): r["value"][1] for r in prom_query(url, "up")}
     assert up == {("deia-web", ""): "1", ("deia-bots", "alpha"): "1", ("deia-bots", "bravo"): "1"}
     # Each bot's own series, under the exact contract names and with its own bot label.
     series = wait_for_series(url, '{job="deia-bots", bot="bravo"}')
     names = {r["metric"]["__name__"] for r in series}
     assert set(RUNNER_CONTRACT) <= names, set(RUNNER_CONTRACT) - names
+    assert {r["metric"].get("host") for r in series} == {"host-a"}, "a series scraped from a bot without its host"
 
     wait_for_series(url, 'deia_bot_message_processing_seconds_count{bot="bravo"}')
     before = count(url, "bravo")

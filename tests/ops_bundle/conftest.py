@@ -1,4 +1,4 @@
-"""Fixtures for the ops bundle checks: the tools, and a throwaway Prometheus.
+"""Fixtures for the ops bundle checks: the tools, a throwaway Prometheus and Alertmanager.
 
 A missing tool (promtool, amtool, prometheus, systemd-analyze) fails the test; it is
 never skipped. `make test` installs Debian's prometheus and prometheus-alertmanager.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from .tools import free_port, require_tool, wait_until_ready
+from .tools import DEPLOY, free_port, require_tool, wait_until_ready
 
 
 @pytest.fixture(scope="session")
@@ -29,23 +30,16 @@ def systemd_analyze() -> str:
     return require_tool("systemd-analyze")
 
 
-@pytest.fixture(scope="session")
-def prometheus_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
-    """A real, empty Prometheus on a free loopback port, for parsing queries."""
-    binary = require_tool("prometheus")
-    workdir = tmp_path_factory.mktemp("prometheus")
-    config = workdir / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+def serve(name: str, args: list[str], workdir: Path, request: pytest.FixtureRequest) -> str:
+    """Start a Prometheus-family server (`args` after its binary) on a free loopback port.
+
+    Returns its URL once /-/ready answers; the finalizer stops it and removes `workdir`.
+    """
     port = free_port()
-    log = (workdir / "prometheus.log").open("w")
+    log_path = workdir / f"{name}.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
+        [require_tool(name), *args, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -66,5 +60,26 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fix
         wait_until_ready(f"{url}/-/ready", proc)
     except Exception:
         log.flush()
-        raise AssertionError("Prometheus did not start:\n" + (workdir / "prometheus.log").read_text()) from None
+        raise AssertionError(f"{name} did not start:\n" + log_path.read_text()) from None
     return url
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> str:
+    """A real, empty Prometheus on a free loopback port, for parsing queries."""
+    workdir = tmp_path_factory.mktemp("prometheus")
+    config = workdir / "prometheus.yml"
+    config.write_text("global:\n  scrape_interval: 15s\nscrape_configs: []\n")
+    return serve("prometheus", [f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}"], workdir, request)
+
+
+@pytest.fixture
+def alertmanager_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A real Alertmanager with the shipped configuration, on a free loopback port, no cluster.
+
+    Its receivers fail to deliver (no secrets, no network); the API still shows which
+    alerts are active and which are inhibited.
+    """
+    config = DEPLOY / "alertmanager" / "alertmanager.yml"
+    args = [f"--config.file={config}", f"--storage.path={tmp_path / 'data'}", "--cluster.listen-address="]
+    return serve("prometheus-alertmanager", args, tmp_path, request)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 import yaml
+
+from tests.support.procs import wait_for
 
 from .tools import DEPLOY, run
 
@@ -42,9 +45,11 @@ def test_amtool_check_config_passes(amtool: str) -> None:
         (["alertname=DeiaBotDown", "severity=warning", "service=bots"], "warning"),
         (["alertname=DeiaCacheHitRatioLow", "severity=info", "service=cache"], "info"),
         (["alertname=Watchdog", "severity=info", "service=monitoring"], "heartbeat"),
+        (["alertname=DeiaHostLost", "severity=critical", "service=fleet", "host=bots-2"], "critical"),
+        (["alertname=DeiaHostDrainingTooLong", "severity=warning", "service=fleet", "host=bots-2"], "warning"),
         (["alertname=SomethingUnlabelled"], "default"),
     ],
-    ids=["critical", "warning", "info", "watchdog", "no-severity"],
+    ids=["critical", "warning", "info", "watchdog", "host-lost", "host-draining", "no-severity"],
 )
 def test_amtool_routes_each_severity_to_its_receiver(amtool: str, labels: list[str], receiver: str) -> None:
     result = run(
@@ -90,10 +95,95 @@ def test_no_secret_is_written_in_the_file() -> None:
 def test_warnings_are_inhibited_by_a_critical_of_the_same_service() -> None:
     rules = yaml.safe_load(CONFIG.read_text())["inhibit_rules"]
     assert {
-        "source_matchers": ['severity="critical"'],
+        "source_matchers": ['severity="critical"', 'alertname!="DeiaHostLost"'],
         "target_matchers": ['severity="warning"'],
         "equal": ["service"],
     } in rules
+
+
+def test_each_lost_host_is_its_own_page() -> None:
+    routes = yaml.safe_load(CONFIG.read_text())["route"]["routes"]
+    (lost,) = [r for r in routes if r["matchers"] == ['alertname="DeiaHostLost"']]
+    assert lost["receiver"] == "critical" and "host" in lost["group_by"]
+
+
+# --- inhibition, in a running Alertmanager ------------------------------------------
+
+
+def post_alerts(url: str, alerts: list[dict[str, str]]) -> None:
+    body = json.dumps([{"labels": labels, "annotations": {"summary": "test"}} for labels in alerts]).encode()
+    req = urllib.request.Request(
+        f"{url}/api/v2/alerts", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def alert_states(url: str) -> dict[tuple[str, str, str], str]:
+    """(alertname, host, bot) -> active | suppressed, as Alertmanager's API shows them."""
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=10) as resp:
+        alerts = json.load(resp)
+    return {
+        (a["labels"]["alertname"], a["labels"].get("host", ""), a["labels"].get("bot", "")): a["status"]["state"]
+        for a in alerts
+    }
+
+
+def wait_for_states(url: str, expected: dict[tuple[str, str, str], str]) -> None:
+    """Poll until Alertmanager shows exactly `expected` (its inhibitor reads new alerts asynchronously)."""
+    seen: list[dict] = []
+
+    def settled() -> bool:
+        seen.append(alert_states(url))
+        return seen[-1] == expected
+
+    try:
+        wait_for(settled, timeout=15, interval=0.2, what="the expected alert states")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen: {seen[-1] if seen else None}") from None
+
+
+def test_a_lost_host_inhibits_its_own_bots_alerts_and_nothing_else(alertmanager_url: str) -> None:
+    bot_down = {"alertname": "DeiaBotDown", "severity": "warning", "service": "bots", "job": "deia-bots"}
+    post_alerts(
+        alertmanager_url,
+        [
+            {"alertname": "DeiaHostLost", "severity": "critical", "service": "fleet", "host": "bots-2"},
+            {**bot_down, "host": "bots-2", "bot": "alpha", "bot_id": "1", "instance": "10.0.0.2:8001"},
+            {**bot_down, "host": "bots-2", "bot": "bravo", "bot_id": "2", "instance": "10.0.0.2:8002"},
+            {
+                "alertname": "DeiaChatsRejected",
+                "severity": "warning",
+                "service": "bots",
+                "host": "bots-2",
+                "bot": "alpha",
+            },
+            {"alertname": "DeiaHostDrainingTooLong", "severity": "warning", "service": "fleet", "host": "bots-2"},
+            # a bot of a healthy host (perhaps one just moved there) still tells, and so
+            # does another host's drain
+            {**bot_down, "host": "bots-1", "bot": "charlie", "bot_id": "3", "instance": "10.0.0.1:8001"},
+            {"alertname": "DeiaHostDrainingTooLong", "severity": "warning", "service": "fleet", "host": "bots-3"},
+            # fleet-wide bot alerts carry no host: a lost host must not hide them
+            {"alertname": "DeiaMessageLatencyHigh", "severity": "warning", "service": "bots"},
+            {"alertname": "DeiaBotStartErrors", "severity": "warning", "service": "bots"},
+        ],
+    )
+    # Waiting for the suppressed ones proves the inhibitor has seen DeiaHostLost, so the
+    # ones still active at that moment are really not inhibited by it.
+    wait_for_states(
+        alertmanager_url,
+        {
+            ("DeiaHostLost", "bots-2", ""): "active",
+            ("DeiaBotDown", "bots-2", "alpha"): "suppressed",
+            ("DeiaBotDown", "bots-2", "bravo"): "suppressed",
+            ("DeiaChatsRejected", "bots-2", "alpha"): "suppressed",
+            ("DeiaHostDrainingTooLong", "bots-2", ""): "suppressed",
+            ("DeiaBotDown", "bots-1", "charlie"): "active",
+            ("DeiaHostDrainingTooLong", "bots-3", ""): "active",
+            ("DeiaMessageLatencyHigh", "", ""): "active",
+            ("DeiaBotStartErrors", "", ""): "active",
+        },
+    )
 
 
 def test_alerts_are_grouped() -> None:

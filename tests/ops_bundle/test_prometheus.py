@@ -19,7 +19,9 @@ ALERTS = PROM / "rules" / "alerts.yml"
 RULE_TESTS = sorted((PROM / "tests").glob("*.yml"))
 
 SEVERITIES = {"critical", "warning", "info"}
-SERVICES = {"web", "bots", "database", "cache", "llm", "host", "backup", "maintenance", "monitoring"}
+# fleet: the bots hosts as members of the fleet (DeiaHostLost, DeiaHostDrainingTooLong);
+# host: the machines (node_exporter).
+SERVICES = {"web", "bots", "fleet", "database", "cache", "llm", "host", "backup", "maintenance", "monitoring"}
 # The guide's four runbooks, kept (corrected) beside the one-page-per-alert runbooks.
 GUIDE_RUNBOOKS = {"service-outage.md", "high-memory-usage.md", "database-connections.md", "high-error-rate.md"}
 
@@ -27,6 +29,12 @@ GUIDE_RUNBOOKS = {"service-outage.md", "high-memory-usage.md", "database-connect
 APP_METRICS = {
     "deia_bots",
     "deia_bots_max",
+    "deia_hosts",
+    "deia_host_bots",
+    "deia_host_capacity",
+    "deia_host_state",
+    "deia_host_draining_since_timestamp_seconds",
+    "deia_bot_reschedules_total",
     "deia_bot_starts_total",
     "deia_bot_start_errors_total",
     "deia_bot_startup_seconds",
@@ -223,6 +231,8 @@ def test_required_alerts_exist() -> None:
         "DeiaBackupTooOld",
         "DeiaRestoreCheckFailing",
         "DeiaMaintenanceJobFailed",
+        "DeiaHostLost",
+        "DeiaHostDrainingTooLong",
         "Watchdog",
     }
     assert required <= names, required - names

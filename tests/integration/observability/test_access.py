@@ -93,8 +93,8 @@ def test_service_discovery_lists_running_bots_in_the_http_sd_format(client):
     response = client.get("/api/prometheus/targets")
     assert response["Content-Type"] == "application/json"
     assert sorted(response.json(), key=lambda g: g["labels"]["bot"]) == [
-        {"targets": ["worker-a:41001"], "labels": {"bot": "one", "bot_id": str(one.pk)}},
-        {"targets": ["10.0.0.7:41002"], "labels": {"bot": "two", "bot_id": str(two.pk)}},
+        {"targets": ["worker-a:41001"], "labels": {"bot": "one", "bot_id": str(one.pk), "host": "worker-a"}},
+        {"targets": ["10.0.0.7:41002"], "labels": {"bot": "two", "bot_id": str(two.pk), "host": "worker-b"}},
     ]
 
 
