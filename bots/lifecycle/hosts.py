@@ -28,6 +28,7 @@ from bots import metrics
 from bots.lifecycle.machine import Event, move
 from bots.lifecycle.process import runner_pids, terminate
 from bots.lifecycle.state import SYSTEM_ACTOR, backoff, fleet_lock, lock_bot, record, record_kill
+from bots.lifecycle.template import code_version
 from bots.models import PROCESS_STATES, Bot, DesiredState, Host, HostState, Status, db_now
 from deia.audit import audit
 from deia.audit_actions import Action
@@ -40,8 +41,6 @@ def lease() -> timedelta:
 
 
 def version() -> str:
-    from bots.lifecycle.template import code_version  # the runner template's code hash
-
     return f"{settings.SPECTACULAR_SETTINGS['VERSION']}+{code_version()[:12]}"
 
 
