@@ -109,7 +109,7 @@ def start_move(bot_id: int) -> str:
         bot.save(update_fields=["handover", "handover_generation", "updated_at"])
     began = time.monotonic()
     try:
-        spawned = template.spawn(bot.pk, bot.slug, port, secret, generation)
+        spawned = template.spawn(bot, port, secret, generation)
     except OSError as exc:
         _abandon_locked(bot_id, generation, f"cannot spawn the runner: {exc}")
         return "error"

@@ -30,6 +30,9 @@ from django.db import connection
 TAG_VAR = "DEIA_RUNNER_TAG"
 SECRET_ENV = "DEIA_BOT_SECRET"  # noqa: S105 - the variable's name; the runner pops it at start
 GENERATION_ENV = "DEIA_BOT_GENERATION"  # the start's Bot.generation: the runner's fencing token
+# What a forked runner is given of its bot's row with its fork request (bots.lifecycle.template),
+# instead of reading the row before it serves: all the runner reads of it at start.
+RUNNER_BOT_FIELDS = ("slug", "backend", "model_name", "system_prompt")
 
 # A runner gets only the environment it reads (deia/settings.py through settings_runner),
 # never a copy of the worker's: no broker or cache URL, no cloud keys, no admin password,

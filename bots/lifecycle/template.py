@@ -25,11 +25,13 @@ import sys
 import time
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from bots import metrics
 from bots.lifecycle.process import (
+    RUNNER_BOT_FIELDS,
     SECRET_ENV,
     TAG_VAR,
     TEMPLATE_ID,
@@ -41,6 +43,9 @@ from bots.lifecycle.process import (
     runner_tag,
     spawn_runner,
 )
+
+if TYPE_CHECKING:
+    from bots.models import Bot
 
 log = logging.getLogger("deia.lifecycle")
 
@@ -204,12 +209,18 @@ def wait_ready(fp: str, timeout: float = READY_TIMEOUT) -> int | None:
 
 
 # --- a start --------------------------------------------------------------------------
-def fork_runner(bot_id: int, slug: str, port: int, secret: str, generation: int = 0) -> Spawned:
-    """The template forks the bot's runner; a stale template is replaced first. Raises Unavailable."""
+def fork_runner(bot: Bot, port: int, secret: str, generation: int = 0) -> Spawned:
+    """The template forks the bot's runner; a stale template is replaced first. Raises Unavailable.
+
+    The request carries what the runner needs of the bot's row (RUNNER_BOT_FIELDS),
+    read by the worker under the bot's lock a moment ago: the child serves without first
+    opening a database connection of its own (its heartbeat opens one once it serves).
+    """
     fp = fingerprint()
-    path = log_path(slug)
-    request = {"op": "fork", "fingerprint": fp, "bot_id": bot_id, "port": port}
-    request |= {"tag": runner_tag(bot_id), "secret": secret, "generation": generation, "log": str(path)}
+    path = log_path(bot.slug)
+    request = {"op": "fork", "fingerprint": fp, "bot_id": bot.pk, "port": port}
+    request |= {"tag": runner_tag(bot.pk), "secret": secret, "generation": generation, "log": str(path)}
+    request["bot"] = {field: getattr(bot, field) for field in RUNNER_BOT_FIELDS}
     reply = _ask(request)
     if reply.get("error") == "stale":
         log.info("replacing the runner template", extra={"host": settings.HOSTNAME, "fingerprint": fp})
@@ -222,11 +233,11 @@ def fork_runner(bot_id: int, slug: str, port: int, secret: str, generation: int 
     return Spawned(reply["pid"], path, int(reply.get("log_offset") or 0))
 
 
-def spawn(bot_id: int, slug: str, port: int, secret: str, generation: int = 0) -> Spawned:
+def spawn(bot: Bot, port: int, secret: str, generation: int = 0) -> Spawned:
     """Start the bot's runner: forked by the template if it can, else by exec (counted)."""
     if settings.BOT_RUNNER_TEMPLATE:
         try:
-            return fork_runner(bot_id, slug, port, secret, generation)
+            return fork_runner(bot, port, secret, generation)
         except Unavailable as exc:
             log.warning(
                 "runner template unavailable; starting the runner by exec",
@@ -235,4 +246,4 @@ def spawn(bot_id: int, slug: str, port: int, secret: str, generation: int = 0) -
             metrics.START_FALLBACKS.inc(reason=exc.reason.value)
             if exc.reason == Fallback.UNAVAILABLE and not loading():
                 start_template()  # supervision: the next start finds it
-    return spawn_runner(bot_id, slug, port, secret, generation)
+    return spawn_runner(bot.pk, bot.slug, port, secret, generation)

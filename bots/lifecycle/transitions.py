@@ -161,7 +161,7 @@ def _launch(bot: Bot) -> Launch:
     """Spawn the claimed bot's runner and wait for its /health; a failure is recorded here."""
     began = time.monotonic()
     try:
-        spawned = template.spawn(bot.pk, bot.slug, bot.port, bot.chat_secret, bot.generation)
+        spawned = template.spawn(bot, bot.port, bot.chat_secret, bot.generation)
     except OSError as exc:
         _fail_start(bot.pk, None, f"cannot spawn the runner: {exc}")
         return Launch(outcome=Outcome.ERROR)

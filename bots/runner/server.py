@@ -84,16 +84,16 @@ class Runner:
 
     # --- start ---------------------------------------------------------------------
     @classmethod
-    def start(cls, ref: str, port: int | None, started: float) -> Runner:
-        try:
-            bot = Bot.objects.by_ref(ref)
-        except DatabaseError as exc:
-            raise StartupError(f"cannot read bot {ref!r} from the database: {exc}") from exc
-        if bot is None:
-            raise StartupError(f"bot {ref!r} not found (give its id or slug)", EXIT_USAGE)
+    def start(cls, ref: str, port: int | None, started: float, facts: dict[str, str] | None = None) -> Runner:
+        """Check and prepare the bot's runner. `facts`: its row's RUNNER_BOT_FIELDS, when the
+        runner template was given them with the fork (no database read before serving)."""
+        bot = Bot(pk=int(ref), **facts) if facts is not None else cls.read_bot(ref)
         port = port or bot.port
         if not port:
             raise StartupError(f"no port for bot {bot.slug!r}: pass --port N", EXIT_USAGE)
+        # Listening before the LLM check: the lifecycle's first /health probe waits in the
+        # backlog and is answered the moment the server serves, not at its next poll.
+        sock = _listen(settings.BOT_BIND_HOST, port, bot.slug)
         probe = probe_llm(bot)
         if isinstance(probe.error, ModelNotFound):
             raise StartupError(str(probe.error), EXIT_MODEL_MISSING) from probe.error
@@ -119,18 +119,32 @@ class Runner:
             max_chats=settings.BOT_MAX_CONCURRENT_CHATS,
             timeout=settings.BOT_CHAT_TIMEOUT,
         )
-        host = settings.BOT_BIND_HOST
-        sock = _listen(host, port, bot.slug)
         log.info(
             "runner listening",
-            extra={"bot": bot.slug, "host": host, "port": port, "model": bot.model_name, "backend": backend.name},
+            extra={
+                "bot": bot.slug,
+                "host": settings.BOT_BIND_HOST,
+                "port": port,
+                "model": bot.model_name,
+                "backend": backend.name,
+            },
         )
         runner = cls(ctx, app, sock, settings.BOT_STOP_GRACE, settings.BOT_HEARTBEAT_INTERVAL)
         runner.generation = int(os.environ.get(GENERATION_ENV) or 0)
         runner.fence_seconds = settings.BOT_FENCE_SECONDS
-        runner.last_beat = time.monotonic()  # the bot was just read from the database
+        runner.last_beat = time.monotonic()  # the bot was just read from the database (here or by the worker)
         app.generation, app.fenced, app.on_fenced = runner.generation, runner.fence_reason, runner.exit_fenced
         return runner
+
+    @staticmethod
+    def read_bot(ref: str) -> Bot:
+        try:
+            bot = Bot.objects.by_ref(ref)
+        except DatabaseError as exc:
+            raise StartupError(f"cannot read bot {ref!r} from the database: {exc}") from exc
+        if bot is None:
+            raise StartupError(f"bot {ref!r} not found (give its id or slug)", EXIT_USAGE)
+        return bot
 
     # --- serve ---------------------------------------------------------------------
     def serve(self) -> int:
@@ -236,11 +250,12 @@ class Runner:
 OK, FENCED, GONE = "ok", "fenced", "gone"
 
 
-def run(ref: str, port: int | None) -> int:
-    """`manage.py runbot`: serve until SIGTERM; one stderr line and an exit code on failure."""
+def run(ref: str, port: int | None, facts: dict[str, str] | None = None) -> int:
+    """`manage.py runbot` (and a forked runner, given its bot's `facts`): serve until SIGTERM;
+    one stderr line and an exit code on failure."""
     started = time.monotonic()
     try:
-        runner = Runner.start(ref, port, started)
+        runner = Runner.start(ref, port, started, facts)
     except StartupError as exc:
         # One line: the lifecycle stores it as the bot's last_error.
         sys.stderr.write(" ".join(str(exc).split()) + "\n")

@@ -6,7 +6,8 @@ under DEIA_VAR_DIR (bots.lifecycle.template is the client, in the bots worker). 
 request makes a child that, before anything else, takes its own title ("deia-runner <tag>",
 how the lifecycle recognises it: its environment is the template's), leaves the template's
 session, drops what it inherited (the listening socket, the lock, database connections),
-writes to the bot's log and runs the same code as `manage.py runbot` (bots.runner.server.run).
+writes to the bot's log and runs the same code as `manage.py runbot` (bots.runner.server.run),
+given its bot's row in the request instead of reading it.
 
 The template holds no database connection and no thread, so a fork copies nothing that
 another process uses; a child cannot be killed by the template's death (another session,
@@ -18,7 +19,8 @@ A request whose fingerprint (code and settings, bots.lifecycle.template.fingerpr
 the template's own is answered "stale" and the template exits: the worker starts a new one.
 
 Protocol: one JSON line each way per connection. {"op": "ping"} -> {"pid", "fingerprint"};
-{"op": "fork", "fingerprint", "bot_id", "port", "tag", "secret", "log"} -> {"pid", "log_offset"}
+{"op": "fork", "fingerprint", "bot_id", "port", "tag", "secret", "generation", "log", "bot": {the
+RUNNER_BOT_FIELDS of its row}} -> {"pid", "log_offset"}
 or {"error": "stale" | "<why>"}.
 """
 
@@ -45,6 +47,7 @@ from setproctitle import setproctitle
 
 from bots.lifecycle.process import (
     GENERATION_ENV,
+    RUNNER_BOT_FIELDS,
     RUNNER_TITLE,
     SECRET_ENV,
     TAG_VAR,
@@ -61,6 +64,7 @@ log = logging.getLogger("deia.runner.template")
 
 LOCK_WAIT = 5.0  # a template being replaced may still hold the lock this long
 REQUEST_TIMEOUT = 2.0
+REQUEST_LIMIT = 4 * 1024 * 1024  # a fork request carries the bot's system prompt
 
 # What a runner imports only once it serves (uvicorn loads its protocol and loop by name).
 WARM_MODULES = (
@@ -182,6 +186,7 @@ class Template:
             bot_id, port = int(request["bot_id"]), int(request["port"])
             tag, secret = str(request["tag"]), str(request["secret"])
             generation = int(request.get("generation") or 0)
+            facts = {field: str(request["bot"][field]) for field in RUNNER_BOT_FIELDS}
         except (KeyError, TypeError, ValueError) as exc:
             return {"error": f"bad fork request: {exc}"}
         log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -191,12 +196,20 @@ class Template:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            self._child(conn, fd, bot_id, port, tag, secret, generation)  # never returns
+            self._child(conn, fd, bot_id, port, tag, secret, generation, facts)  # never returns
         os.close(fd)
         return {"pid": pid, "log_offset": offset}
 
     def _child(
-        self, conn: socket.socket, log_fd: int, bot_id: int, port: int, tag: str, secret: str, generation: int
+        self,
+        conn: socket.socket,
+        log_fd: int,
+        bot_id: int,
+        port: int,
+        tag: str,
+        secret: str,
+        generation: int,
+        facts: dict[str, str],
     ) -> None:
         code = 1
         try:
@@ -220,7 +233,7 @@ class Template:
             os.environ[TAG_VAR] = tag
             os.environ[SECRET_ENV] = secret  # popped by the runner at once, as from exec
             os.environ[GENERATION_ENV] = str(generation)
-            code = run(str(bot_id), port)
+            code = run(str(bot_id), port, facts)
         except BaseException:  # noqa: BLE001 - a child must never return into the template's loop
             traceback.print_exc()
         finally:
@@ -230,7 +243,7 @@ class Template:
             os._exit(code)
 
 
-def _read_line(conn: socket.socket, limit: int = 65536) -> bytes:
+def _read_line(conn: socket.socket, limit: int = REQUEST_LIMIT) -> bytes:
     data = b""
     while not data.endswith(b"\n") and len(data) < limit:
         chunk = conn.recv(4096)

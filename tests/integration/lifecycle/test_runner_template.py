@@ -193,12 +193,37 @@ def test_a_start_request_with_another_fingerprint_replaces_the_template_first(bo
 
     bot = Bot.objects.create(name="Direct", slug="direct")
     port = free_port()
-    spawned = template.fork_runner(bot.pk, bot.slug, port, "s3cret")
+    spawned = template.fork_runner(bot, port, "s3cret")
     (new,) = templates("host-a")
     assert new != old and not pid_alive(old)
     assert parent_of(spawned.pid) == new
     assert process_tag(spawned.pid) == f"host-a/{connection.settings_dict['NAME']}/{bot.pk}"
     wait_for(lambda: health(port) and health(port)["pid"] == spawned.pid, timeout=30, what="forked runner healthy")
+
+
+def test_a_forked_runner_serves_the_bot_its_worker_read_without_reading_the_row_again(
+    bot_worker, settings, monkeypatch
+):
+    """The fork request carries the bot's row as the worker read it under the bot's lock: the
+    runner serves without a database read first (the slug differs here to tell them apart)."""
+    worker = bot_worker("host-a")
+    template_ready(worker)
+    for name, value in worker.env.items():
+        monkeypatch.setenv(name, value)
+    settings.HOSTNAME, settings.VAR_DIR = "host-a", Path(worker.env["DEIA_VAR_DIR"])
+    settings.LOG_DIR = Path(worker.env["LOG_DIR"])
+    from bots.lifecycle import template
+    from tests.support.procs import free_port
+
+    bot = Bot.objects.create(name="As read", slug="as-stored")
+    bot.slug = "as-read-by-the-worker"
+    port = free_port()
+    spawned = template.fork_runner(bot, port, "s3cret")
+    (current,) = templates("host-a")
+    assert parent_of(spawned.pid) == current
+    wait_for(lambda: health(port) and health(port)["pid"] == spawned.pid, timeout=30, what="forked runner healthy")
+    assert health(port)["bot"] == "as-read-by-the-worker"
+    assert health(port)["bot_id"] == bot.pk
 
 
 def socket_inodes(pid: int) -> set[str]:
