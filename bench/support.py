@@ -27,6 +27,8 @@ def gunicorn(app: str = "deia.asgi:application", **env_overrides: str) -> Iterat
     var_dir = tempfile.mkdtemp(prefix="deia-bench-")
     env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "DEIA_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if smoke():
+        env.setdefault("GUNICORN_WORKERS", "1")  # a check that the scenario runs: one worker will do
     env.update(env_overrides)
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app],
