@@ -27,6 +27,8 @@ def gunicorn(app: str = "deia.asgi:application", **env_overrides: str) -> Iterat
     var_dir = tempfile.mkdtemp(prefix="deia-bench-")
     env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "DEIA_VAR_DIR": var_dir, "LOG_LEVEL": "WARNING"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if smoke():
+        env.setdefault("GUNICORN_WORKERS", "1")  # a check that the scenario runs: one worker will do
     env.update(env_overrides)
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", app],
@@ -131,6 +133,26 @@ def _as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
+# A migrated database on a private cluster that is already running (the bench smoke tests
+# start one for all scenarios): a scenario then gets a copy of it (CREATE DATABASE ... TEMPLATE),
+# dropped at the end, instead of a cluster of its own.
+SHARED_TEMPLATE = "BENCH_POSTGRES_TEMPLATE_URL"
+
+
+@contextlib.contextmanager
+def database_copy(template_url: str) -> Iterator[str]:
+    """A copy of the migrated database at `template_url` (nobody may be connected to it), dropped
+    at the end with whatever is still connected; yields its DATABASE_URL."""
+    base, template = template_url.rsplit("/", 1)
+    name = f"{template}_{os.getpid()}"  # the runners' tags name it: one per scenario run
+    admin = [str(PG_BIN / "psql"), f"{base}/postgres", "-qAtX", "-v", "ON_ERROR_STOP=1", "-c"]
+    subprocess.run([*admin, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'], check=True, stdout=subprocess.DEVNULL)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        subprocess.run([*admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'], stdout=subprocess.DEVNULL)
+
+
 @contextlib.contextmanager
 def private_postgres(max_connections: int = 400, migrate: bool = True) -> Iterator[str]:
     """A throw-away PostgreSQL cluster (same version and defaults as the shared one, but
@@ -177,7 +199,8 @@ def rerun_in_private_postgres(script: str, max_connections: int = 400) -> int | 
     code; None when this already is that run. Call it before django.setup()."""
     if os.environ.get(PRIVATE_MARK):
         return None
-    with private_postgres(max_connections) as url:
+    shared = os.environ.get(SHARED_TEMPLATE)
+    with database_copy(shared) if shared else private_postgres(max_connections) as url:
         env = {**os.environ, "DATABASE_URL": url, PRIVATE_MARK: "1"}
         return subprocess.run([sys.executable, script, *sys.argv[1:]], cwd=ROOT, env=env).returncode
 
