@@ -80,6 +80,9 @@ def child_env(transactional_db, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+TEARDOWN_GRACE = 1.0
+
+
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator:
     """spawn(args, env, name) starts a process in its own session, stopped at teardown."""
@@ -92,7 +95,9 @@ def spawn(tmp_path: Path) -> Iterator:
 
     yield start
     for proc in reversed(procs):
-        proc.stop()
+        # The test is over: a second for a clean exit, then SIGKILL to its group (a Celery
+        # worker's warm shutdown alone takes 2.5 s, and nothing is asserted any more).
+        proc.stop(grace=TEARDOWN_GRACE)
 
 
 @pytest.fixture

@@ -165,7 +165,7 @@ def bot_worker(spawn, child_env, redis_client, fake_ollama, tmp_path):
 
     yield start
     for worker in workers:
-        worker.proc.stop(grace=10)
+        worker.proc.stop(grace=0)  # killed: its warm shutdown takes seconds and the test is over
     kill_test_runners()
 
 
