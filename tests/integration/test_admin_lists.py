@@ -144,6 +144,10 @@ def test_the_lists_first_page_of_messages_comes_from_the_index_not_a_scan_of_the
     bot = Bot.objects.get()
     ChatMessage.objects.bulk_create(ChatMessage(bot=bot, role=Role.USER, content=f"m{i}") for i in range(5000))
     analyse()
+    # The list joins the bots: statistics of bots_bot left by earlier tests (auto-analysed while
+    # it held other rows) made the planner expect the join to keep 25 rows, and sort them.
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE bots_bot")
     first_page = admin_client.get(MESSAGES).context["cl"].queryset[:100]
     plan = first_page.explain()
     assert "chat_created_idx" in plan, plan
