@@ -8,16 +8,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | md5sum | cut -c1-12)
 
-# Where the tests find their services; override to run two suites side by side.
+# Where the tests find their services; override to run two suites side by side. `make test`
+# runs two shards at once (scripts/test_shards.py), the second on the _B database, Redis
+# database and port range; PYTEST_ARGS runs one pytest on the first set instead.
 TEST_DB ?= deia
 TEST_REDIS_DB ?= 0
 TEST_BOT_PORTS ?= 18001-18199
-TEST_ENV = DATABASE_URL=postgres://deia:deia@127.0.0.1:5432/$(TEST_DB) \
-	REDIS_URL=redis://127.0.0.1:6379/$(TEST_REDIS_DB) \
+TEST_DB_B ?= $(TEST_DB)_b
+TEST_REDIS_DB_B ?= 1
+TEST_BOT_PORTS_B ?= 18201-18399
+# test_env(database, redis database, bot ports)
+test_env = DATABASE_URL=postgres://deia:deia@127.0.0.1:5432/$(1) \
+	REDIS_URL=redis://127.0.0.1:6379/$(2) \
 	SECRET_KEY=test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz \
-	DEIA_VAR_DIR=$(CURDIR)/var/test-$(TEST_DB) \
-	BOT_PORT_RANGE=$(TEST_BOT_PORTS) \
+	DEIA_VAR_DIR=$(CURDIR)/var/test-$(1) \
+	BOT_PORT_RANGE=$(3) \
 	DEIA_FAST_PASSWORD_HASHER=true LOG_LEVEL=WARNING DEBUG=false
+TEST_ENV = $(call test_env,$(TEST_DB),$(TEST_REDIS_DB),$(TEST_BOT_PORTS))
+TEST_ENV_B = $(call test_env,$(TEST_DB_B),$(TEST_REDIS_DB_B),$(TEST_BOT_PORTS_B))
+# The two shards, about even in time (pytest --durations=0). Everything whose processes a
+# test scans for by host name alone stays in one shard (tests/integration/lifecycle, hosts).
+SHARD_A = tests --ignore=tests/integration
+SHARD_B = tests/integration
 # The unit tests need no service: no DATABASE_URL, REDIS_URL or CELERY_BROKER_URL gives the
 # embedded defaults (an in-memory SQLite test database, the local-memory cache, the file broker).
 UNIT_VAR_DIR ?= $(CURDIR)/var/test-unit
@@ -26,8 +38,8 @@ UNIT_ENV = -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL \
 	DEIA_VAR_DIR=$(UNIT_VAR_DIR) BOT_PORT_RANGE=$(TEST_BOT_PORTS) \
 	DEIA_FAST_PASSWORD_HASHER=true LOG_LEVEL=WARNING DEBUG=false
 PYTEST_ARGS ?=
-# Writes the project's bytecode once. Where PYTHONDONTWRITEBYTECODE is set (as on the CI
-# machine), each Python process would otherwise compile every module of ours it imports,
+# Writes the project's bytecode once. Where PYTHONDONTWRITEBYTECODE is set (this machine's
+# shells set it), each Python process would otherwise compile every module of ours it imports,
 # 0.15 to 0.2 s of CPU per start, and a test run starts hundreds (runners, workers,
 # manage.py). A stale .pyc is never used: Python checks the source's mtime and size.
 BYTECODE = $(PY) -m compileall -q bots deia ops tests bench >/dev/null
@@ -65,7 +77,14 @@ test: venv
 	$(VENV)/bin/lint-imports --no-cache
 	$(BYTECODE)
 	env $(TEST_ENV) $(PY) manage.py makemigrations --check --dry-run >/dev/null
+ifeq ($(strip $(PYTEST_ARGS)),)
+	DB_NAME=$(TEST_DB_B) scripts/services.sh >/dev/null
+	$(PY) scripts/test_shards.py var/test-shards \
+	  -- env $(TEST_ENV) $(PY) -m pytest $(SHARD_A) \
+	  -- env $(TEST_ENV_B) $(PY) -m pytest $(SHARD_B)
+else
 	env $(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+endif
 
 # Without the schemathesis and hypothesis plugins (only the e2e API contract uses them): two
 # seconds of imports saved.

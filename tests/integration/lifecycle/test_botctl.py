@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from bots import lifecycle
-from bots.lifecycle.process import pid_alive
+from bots.lifecycle.process import TEMPLATE_TITLE, pid_alive
 from bots.models import Bot, DesiredState, Status
 from deia.models import AuditLog
 from tests.support.procs import PYTHON, ROOT, wait_for
@@ -63,13 +64,14 @@ def test_shutdown_host_stops_this_hosts_bots_and_keeps_their_desired_state(bot_w
 
 
 def template_pids(host: str) -> list[int]:
-    """Live runner templates of `host` (their process title names the host)."""
+    """Live runner templates of `host` for this test database (their process title names both)."""
+    prefix = f"{TEMPLATE_TITLE} {host}/{connection.settings_dict['NAME']}/"
     found = []
     for entry in Path("/proc").iterdir():
         try:
             title = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
         except (OSError, ValueError):
             continue
-        if entry.name.isdigit() and title.startswith(f"deia-runner-template {host}/") and pid_alive(int(entry.name)):
+        if entry.name.isdigit() and title.startswith(prefix) and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
