@@ -26,10 +26,14 @@ test_env = DATABASE_URL=postgres://deia:deia@127.0.0.1:5432/$(1) \
 	DEIA_FAST_PASSWORD_HASHER=true LOG_LEVEL=WARNING DEBUG=false
 TEST_ENV = $(call test_env,$(TEST_DB),$(TEST_REDIS_DB),$(TEST_BOT_PORTS))
 TEST_ENV_B = $(call test_env,$(TEST_DB_B),$(TEST_REDIS_DB_B),$(TEST_BOT_PORTS_B))
-# The two shards, about even in time (pytest --durations=0). Everything whose processes a
-# test scans for by host name alone stays in one shard (tests/integration/lifecycle, hosts).
-SHARD_A = tests --ignore=tests/integration
-SHARD_B = tests/integration
+# The two shards, about even in time (pytest --durations=0): the second takes these parts of
+# tests/integration, the first everything else (so a new test lands in one of them). What a
+# test finds by simulated host name alone stays together (lifecycle, hosts, chat, runner).
+SHARD_B = tests/integration/lifecycle tests/integration/hosts tests/integration/chat \
+	tests/integration/runner tests/integration/observability tests/integration/console \
+	tests/integration/authz tests/integration/security tests/integration/pgbouncer \
+	tests/integration/test_suite_parts.py
+SHARD_A = tests $(addprefix --ignore=,$(SHARD_B))
 # The unit tests need no service: no DATABASE_URL, REDIS_URL or CELERY_BROKER_URL gives the
 # embedded defaults (an in-memory SQLite test database, the local-memory cache, the file broker).
 UNIT_VAR_DIR ?= $(CURDIR)/var/test-unit

@@ -38,7 +38,7 @@ def split_commands(argv: list[str]) -> tuple[Path, list[list[str]]]:
 def main(argv: list[str]) -> int:
     log_dir, commands = split_commands(argv)
     log_dir.mkdir(parents=True, exist_ok=True)
-    logs = [log_dir / f"shard-{n}.log" for n in range(1, len(commands))]
+    logs = [log_dir / f"shard-{n}.log" for n in range(2, len(commands) + 1)]
     began = time.monotonic()
     procs = [subprocess.Popen(commands[0])]
     for command, log in zip(commands[1:], logs, strict=True):

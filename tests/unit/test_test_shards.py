@@ -1,0 +1,59 @@
+"""scripts/test_shards.py: `make test`'s shards run side by side and any failure fails the run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "test_shards.py"
+
+
+def run(tmp_path: Path, *commands: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(SCRIPT), str(tmp_path / "logs")]
+    for code in commands:
+        args += ["--", sys.executable, "-c", code]
+    return subprocess.run(args, capture_output=True, text=True, timeout=60)
+
+
+def test_every_shard_passing_is_exit_0_and_the_second_shards_output_is_shown(tmp_path: Path) -> None:
+    done = run(tmp_path, "print('first shard says hi')", "print('second shard says hi')")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "first shard says hi" in done.stdout
+    assert "second shard says hi" in done.stdout
+    assert (tmp_path / "logs" / "shard-2.log").read_text() == "second shard says hi\n"
+    assert "shard 1: passed" in done.stdout and "shard 2: passed" in done.stdout
+
+
+def test_one_failing_shard_fails_the_run_and_is_named(tmp_path: Path) -> None:
+    done = run(tmp_path, "pass", "import sys; print('broken'); sys.exit(3)")
+    assert done.returncode == 1
+    assert "shard 1: passed" in done.stdout
+    assert "shard 2: FAILED (exit 3)" in done.stdout
+    assert "broken" in done.stdout
+
+
+def test_the_shards_run_at_the_same_time(tmp_path: Path) -> None:
+    # Each waits until the other has written its mark: run one after the other, neither could finish.
+    wait_for = (
+        "import pathlib, time, sys\n"
+        "d = pathlib.Path({folder!r})\n"
+        "(d / {mine!r}).touch()\n"
+        "deadline = time.monotonic() + 20\n"
+        "while not (d / {theirs!r}).exists():\n"
+        "    assert time.monotonic() < deadline, 'the other shard never ran alongside'\n"
+        "    time.sleep(0.02)\n"
+    )
+    folder = str(tmp_path)
+    done = run(
+        tmp_path,
+        wait_for.format(folder=folder, mine="a", theirs="b"),
+        wait_for.format(folder=folder, mine="b", theirs="a"),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_call_without_commands_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "usage: test_shards.py LOG_DIR -- COMMAND... [-- COMMAND...]"
