@@ -130,13 +130,14 @@ def capacity_refusal(bot: Bot) -> str | None:
     return None
 
 
-def start_due(bot: Bot, now=None) -> bool:
+def start_due(bot: Bot, now=None, *, past_hold: bool = False) -> bool:
+    """Whether the bot is to be started now; past_hold ignores next_start_at (a restart's own hold)."""
     now = now or timezone.now()
     if bot.desired_state != DesiredState.RUNNING or bot.status not in STARTABLE:
         return False
     if bot.status == Status.ERROR and bot.start_failures >= settings.BOT_MAX_START_RETRIES:
         return False
-    return bot.next_start_at is None or bot.next_start_at <= now
+    return past_hold or bot.next_start_at is None or bot.next_start_at <= now
 
 
 def start_overdue(bot: Bot, now=None) -> bool:

@@ -7,8 +7,11 @@ twice or concurrently with itself.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from bots.lifecycle.machine import SETTLEABLE, Event, Outcome, move
 from bots.lifecycle.process import is_runner, reap_children, runner_pids, terminate
@@ -53,10 +56,12 @@ def kill_strays(bot_id: int, seen: dict[int, int] | None = None, owner: int | No
     return killed
 
 
-def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None = None) -> Outcome:
+def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None = None, hold: float = 0) -> Outcome:
     """Stop the bot's process (SIGTERM, grace, SIGKILL of the group) and mark it stopped.
 
-    A bot an operator deleted (delete_requested) is deleted once stopped.
+    A bot an operator deleted (delete_requested) is deleted once stopped. With `hold`, no
+    reconcile pass starts the stopped bot for that many seconds: a restart starts it itself
+    right after, and its start is then audited as the restart it is.
     """
     reap_children()
     with transaction.atomic():
@@ -68,7 +73,7 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None 
         pid, port = bot.pid, bot.port
         if bot.status not in PROCESS_STATES or pid is None:
             # No process to signal (a start not yet spawned aborts itself when it sees this).
-            _mark_stopped(bot, pid, port, killed=False, actor=actor)
+            _mark_stopped(bot, pid, port, killed=False, actor=actor, hold=hold)
             return Outcome.STOPPED
         move(bot, Event.STOP, Status.STOPPING)
     killed = terminate(pid, settings.BOT_STOP_GRACE) if is_runner(pid, bot_id) else False
@@ -78,16 +83,16 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None 
         if bot is None:
             return Outcome.GONE
         if bot.status == Status.STOPPING and bot.pid == pid:
-            _mark_stopped(bot, pid, port, killed=killed, actor=actor)
+            _mark_stopped(bot, pid, port, killed=killed, actor=actor, hold=hold)
         elif bot.delete_requested:
             _delete(bot, actor)
     return Outcome.STOPPED
 
 
-def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None):
+def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None, hold: float = 0):
     if bot.status != Status.STOPPED or bot.pid or bot.port:
         clear_process(bot)
-        bot.next_start_at = None
+        bot.next_start_at = timezone.now() + timedelta(seconds=hold) if hold else None
         move(bot, Event.STOPPED, Status.STOPPED, [*PROCESS_FIELDS, "next_start_at"])
         record(
             bot, Action.BOT_STOPPED, actor=actor or "reconcile", details={"pid": pid, "port": port, "killed": killed}

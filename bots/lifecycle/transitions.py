@@ -99,7 +99,7 @@ def _claim_start(bot_id: int, reason: str | None) -> Claim:
                 bot = lock_bot(bot_id)
                 if bot is None:
                     return Claim(outcome=Outcome.GONE)
-                if not start_due(bot):
+                if not start_due(bot, past_hold=reason == StartReason.RESTART):
                     return Claim(outcome=Outcome.NOT_DUE)
                 elsewhere = _placed_elsewhere(bot)
                 if elsewhere:
@@ -343,7 +343,8 @@ def restart_bot(bot_id: int, pid: int | None) -> Outcome:
         dispatch.send("bots.tasks.restart_bot", [bot_id, pid], dispatch.queue_for(bot))
         return Outcome.REROUTED
     if pid and bot.status == Status.RUNNING and bot.pid == pid:
-        stop_bot(bot_id, expected_pid=pid)
+        # Held from reconcile until our start below: a pass in between would start it as a plain start.
+        stop_bot(bot_id, expected_pid=pid, hold=settings.BOT_START_TIMEOUT)
         # Restarted where it ran, unless this host takes no bot now (the claim places it then).
         Bot.objects.filter(pk=bot_id, host="").update(host=settings.HOSTNAME)
         return start_bot(bot_id, reason=StartReason.RESTART)

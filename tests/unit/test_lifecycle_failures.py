@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.conf import settings as django_settings
 
-from bots.lifecycle.transitions import mark_crashed, reset_failures_if_healthy
+from bots.lifecycle.machine import Outcome
+from bots.lifecycle.state import start_due
+from bots.lifecycle.stop import stop_bot
+from bots.lifecycle.transitions import StartReason, _claim_start, mark_crashed, reset_failures_if_healthy
 from bots.models import Bot, DesiredState, Status
 from deia.models import AuditLog
 
@@ -78,3 +81,31 @@ def test_failures_in_a_row_are_forgotten_after_ten_healthy_minutes_so_the_backof
     assert (bot.status, bot.start_failures) == (Status.CRASHED, 1)
     assert bot.next_start_at == START + timedelta(seconds=701)
     assert AuditLog.objects.get(action="bot.crash", target=bot.slug).details["retry_in"] == 1.0
+
+
+def test_a_restarts_stop_holds_the_bot_from_reconcile_until_the_restart_starts_it_as_a_restart(
+    lifecycle_settings, time_machine
+):
+    # Between a restart's stop and its own start, a reconcile pass used to start the bot as
+    # a plain start (audited bot.started, not bot.restarted).
+    time_machine.move_to(START + timedelta(seconds=30), tick=False)
+    bot = running_bot(start_failures=0)
+    assert stop_bot(bot.pk, expected_pid=GONE_PID, hold=30) == Outcome.STOPPED
+    bot.refresh_from_db()
+    assert (bot.status, bot.desired_state) == (Status.STOPPED, DesiredState.RUNNING)
+    assert not start_due(bot), "a reconcile pass would start it now"
+    assert _claim_start(bot.pk, None).outcome == Outcome.NOT_DUE
+    claim = _claim_start(bot.pk, StartReason.RESTART)
+    assert (claim.outcome, claim.reason) == (None, StartReason.RESTART)
+    assert Bot.objects.get(pk=bot.pk).status == Status.STARTING
+
+
+def test_a_held_bot_whose_restart_never_came_is_started_by_reconcile_after_the_hold(lifecycle_settings, time_machine):
+    time_machine.move_to(START + timedelta(seconds=30), tick=False)
+    bot = running_bot(start_failures=0)
+    stop_bot(bot.pk, expected_pid=GONE_PID, hold=30)
+    bot.refresh_from_db()
+    time_machine.move_to(START + timedelta(seconds=59), tick=False)
+    assert not start_due(bot)
+    time_machine.move_to(START + timedelta(seconds=60), tick=False)
+    assert start_due(bot)
