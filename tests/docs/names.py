@@ -58,13 +58,16 @@ NOT_SETTINGS = {
     "AF_INET",
     "AF_INET6",
     "ON_ERROR_STOP",  # a psql variable
-    "PYTEST_ARGS",  # the Makefile's variable
+    "PYTEST_ARGS",  # the Makefile's variables
+    "SHARD_B",
     "REDIS_PASSWORD",  # redis_exporter's environment, not ours
 }
 # deia_/django_ words that are not metrics: the restore check's scratch database, the
-# guide's guessed database name, the token file of docs/OPS_BUNDLE.md, a pytest-django fixture.
+# guide's guessed database name, the second test shard's database, the token file of
+# docs/OPS_BUNDLE.md, a pytest-django fixture.
 NOT_METRICS = {
     "deia_restorecheck_",
+    "deia_b",
     "deia_prod",
     "deia_metrics_token",
     "django_assert_max_num_queries",
