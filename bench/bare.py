@@ -4,7 +4,7 @@ A plain WSGI callable, served by the same gunicorn, uvicorn worker and a2wsgi th
 as the API (bench/asgi.py), that does what the API must do and nothing else: the same
 API-token lookup (ApiToken.objects.matching, the same refusals, the same touch), the same
 visibility rule and query (BotViewSet's queryset through bots.access.visible_bots), the
-same 21 fields, and the connection hand-back Django's handler does at the end of a
+same fields, and the connection hand-back Django's handler does at the end of a
 request. No middleware, no DRF (no content negotiation, throttle, permission classes or
 exception handler), no URL resolver. The API's throughput over this view's is our overhead.
 """

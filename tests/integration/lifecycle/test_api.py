@@ -61,6 +61,15 @@ def test_the_bot_list_is_one_query_however_many_bots(api, django_assert_max_num_
     assert {"id", "status", "desired_state", "address", "uptime_seconds", "last_error"} <= set(response.json()[0])
 
 
+def test_a_bots_placement_label_is_in_the_api(api):
+    Bot.objects.create(name="GPU bot", slug="gpu-bot", required_label="gpu")
+    Bot.objects.create(name="Any host", slug="any-host")
+    listed = {b["slug"]: b["required_label"] for b in api.get("/api/bots").json()}
+    assert listed == {"gpu-bot": "gpu", "any-host": ""}
+    one = Bot.objects.get(slug="gpu-bot")
+    assert api.get(f"/api/bots/{one.pk}").json()["required_label"] == "gpu"
+
+
 def test_messages_are_paginated_newest_first_within_a_query_budget(api, bot, django_assert_max_num_queries):
     conversation = uuid.uuid4()
     for i in range(60):
