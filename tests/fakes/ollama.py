@@ -23,6 +23,7 @@ import argparse
 import json
 import re
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -160,6 +161,12 @@ class FakeOllama:
 class _Server(ThreadingHTTPServer):
     # Benchmarks open a thousand chats at once: the default backlog of 5 would drop SYNs.
     request_queue_size = 2048
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that go away (timeouts, disconnects) are what many tests do on purpose;
+        # socketserver would print each as a traceback in the middle of pytest's output.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
