@@ -10,7 +10,8 @@ Knobs (thread-safe, set from the test while runners talk to it):
 - `chunk_delay` — seconds between the pieces of a streamed answer;
 - `fail_next(n, status=503)` — the next n chats answer that status with {"error"};
 - `error_mid_stream(n)` — the next n chats send one chunk, then an {"error"} line (status 200);
-- `hang_next(n)` — the next n chats are accepted and never answered (until stop()).
+- `hang_next(n)` — the next n chats are accepted and never answered (until stop());
+- `hold_tags()` / `release_tags()` — GET /api/tags (a runner's start-up check) waits until released.
 Every request is recorded in `requests` (method, path, headers, parsed JSON body).
 `disconnects` counts streamed answers whose client closed the connection before the end.
 
@@ -72,6 +73,8 @@ class FakeOllama:
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._tags_open = threading.Event()
+        self._tags_open.set()
         self.server = _Server((host, port), self._handler_class())
         self.server.daemon_threads = True
         self.host, self.port = self.server.server_address[:2]
@@ -91,6 +94,13 @@ class FakeOllama:
         with self._lock:
             self._faults.hang += n
 
+    def hold_tags(self) -> None:
+        """GET /api/tags waits (a model list that is slow to come) until release_tags()."""
+        self._tags_open.clear()
+
+    def release_tags(self) -> None:
+        self._tags_open.set()
+
     def reset(self) -> None:
         with self._lock:
             self._faults = _Faults()
@@ -98,6 +108,7 @@ class FakeOllama:
             self.latency = 0.0
             self.chunk_delay = 0.0
             self.disconnects = 0
+            self._tags_open.set()
             self.models = list(DEFAULT_MODELS)
 
     def chats(self) -> list[Recorded]:
@@ -116,6 +127,7 @@ class FakeOllama:
 
     def stop(self) -> None:
         self._stopping.set()  # releases hanging and sleeping handlers
+        self._tags_open.set()
         self.server.shutdown()
         self.server.server_close()
         if self._thread:
@@ -207,6 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._record()
         fake = self.fake
         if self.path == "/api/tags":
+            fake._tags_open.wait()
             models = [{"name": _normalise(m), "model": _normalise(m), "size": 1, "details": {}} for m in fake.models]
             self._send_json(200, {"models": models})
         elif self.path == "/api/version":

@@ -162,3 +162,24 @@ def test_an_inherited_prometheus_multiproc_dir_is_ignored(make_bot, runner, tmp_
     assert f'deia_bot_messages_total{{bot="{bot.slug}"}} 1.0' in httpx.get(f"{url}/metrics").text
     assert list(multiproc.iterdir()) == []  # nothing written into the web app's directory
     assert httpx.get(f"{url}/health").json()["pid"] == url.proc.pid  # exec kept the pid
+
+
+def test_a_runner_listens_before_its_llm_check_and_answers_health_once_it_passes(make_bot, runner, fake_ollama):
+    # A worker's first /health probe waits in the listen backlog while the runner checks its
+    # model, and is answered the moment the runner serves (no refused connection, no retry).
+    fake_ollama.hold_tags()
+    url = runner(make_bot(backend="ollama", model_name="llama3.2"), wait=False)
+    wait_for(lambda: any(r.path == "/api/tags" for r in fake_ollama.requests), timeout=30, what="the model check")
+    assert port_is_open(url.port), "the port should accept connections during the model check"
+    with socket.create_connection(("127.0.0.1", url.port), timeout=5) as early:
+        early.sendall(f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{url.port}\r\nConnection: close\r\n\r\n".encode())
+        early.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            early.recv(1)  # nothing answers while the check is held
+        fake_ollama.release_tags()
+        early.settimeout(30)
+        answer = b""
+        while chunk := early.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert url.proc.running()
