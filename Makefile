@@ -8,15 +8,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | md5sum | cut -c1-12)
 
-# Where the tests find their services; override to run two suites side by side. `make test`
-# runs two shards at once (scripts/test_shards.py), the second on the _B database, Redis
-# database and port range; PYTEST_ARGS runs one pytest on the first set instead.
+# Where the tests find their services; override to run two suites side by side (two Redis
+# databases and two port ranges apart: each `make test` uses a pair). `make test` runs two
+# shards at once (scripts/test_shards.py), the second on the _B database, Redis database and
+# port range; PYTEST_ARGS runs one pytest on the first set instead.
 TEST_DB ?= deia
 TEST_REDIS_DB ?= 0
 TEST_BOT_PORTS ?= 18001-18199
+# The second shard's follow the first's: the next Redis database, the port range just above.
 TEST_DB_B ?= $(TEST_DB)_b
-TEST_REDIS_DB_B ?= 1
-TEST_BOT_PORTS_B ?= 18201-18399
+TEST_REDIS_DB_B ?= $(shell echo $$(( ($(TEST_REDIS_DB) + 1) % 16 )))
+TEST_BOT_PORTS_B ?= $(shell r=$(TEST_BOT_PORTS); a=$${r%-*}; b=$${r#*-}; echo $$((b + 2))-$$((2 * b - a + 2)))
 # test_env(database, redis database, bot ports)
 test_env = DATABASE_URL=postgres://deia:deia@127.0.0.1:5432/$(1) \
 	REDIS_URL=redis://127.0.0.1:6379/$(2) \
@@ -46,7 +48,7 @@ PYTEST_ARGS ?=
 # shells set it), each Python process would otherwise compile every module of ours it imports,
 # 0.15 to 0.2 s of CPU per start, and a test run starts hundreds (runners, workers,
 # manage.py). A stale .pyc is never used: Python checks the source's mtime and size.
-BYTECODE = $(PY) -m compileall -q bots deia ops tests bench >/dev/null
+BYTECODE = $(PY) -m compileall -q bots deia ops tests bench
 
 .PHONY: help venv run setup test test-unit lint format bench screenshots clean
 

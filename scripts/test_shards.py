@@ -7,7 +7,8 @@ start, so two shards on two cores take far less than one run of everything.
 
 The first shard writes to the terminal as it goes; the others write to a log file each,
 shown in full once they end. The exit status is 0 only when every shard passed. Ctrl-C
-reaches every shard (their finalizers run) and is then reported like a failure.
+reaches every shard (their finalizers run) and is then reported like a failure; a TERM or
+HUP sent to this script (make or CI giving up) is passed on to every shard.
 
     python scripts/test_shards.py LOG_DIR -- COMMAND... [-- COMMAND...]
 """
@@ -15,6 +16,7 @@ reaches every shard (their finalizers run) and is then reported like a failure.
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -44,6 +46,14 @@ def main(argv: list[str]) -> int:
     for command, log in zip(commands[1:], logs, strict=True):
         with log.open("wb") as out:
             procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+
+    def pass_on(signum: int, _frame) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, pass_on)
     codes: list[int | None] = [None] * len(procs)
     interrupted = False
     while None in codes:

@@ -61,7 +61,8 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None 
 
     A bot an operator deleted (delete_requested) is deleted once stopped. With `hold`, no
     reconcile pass starts the stopped bot for that many seconds: a restart starts it itself
-    right after, and its start is then audited as the restart it is.
+    right after, and its start is then audited as the restart it is. The hold is written with
+    STOPPING, so a concurrent stop of the same process (reconcile's) keeps it.
     """
     reap_children()
     with transaction.atomic():
@@ -73,9 +74,13 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None 
         pid, port = bot.pid, bot.port
         if bot.status not in PROCESS_STATES or pid is None:
             # No process to signal (a start not yet spawned aborts itself when it sees this).
-            _mark_stopped(bot, pid, port, killed=False, actor=actor, hold=hold)
+            _mark_stopped(bot, pid, port, killed=False, actor=actor)
             return Outcome.STOPPED
-        move(bot, Event.STOP, Status.STOPPING)
+        if hold:
+            bot.next_start_at = timezone.now() + timedelta(seconds=hold)
+        elif bot.status != Status.STOPPING:  # a stop already under way may carry a restart's hold
+            bot.next_start_at = None
+        move(bot, Event.STOP, Status.STOPPING, ["next_start_at"])
     killed = terminate(pid, settings.BOT_STOP_GRACE) if is_runner(pid, bot_id) else False
     kill_strays(bot_id)
     with transaction.atomic():
@@ -83,16 +88,18 @@ def stop_bot(bot_id: int, *, expected_pid: int | None = None, actor: str | None 
         if bot is None:
             return Outcome.GONE
         if bot.status == Status.STOPPING and bot.pid == pid:
-            _mark_stopped(bot, pid, port, killed=killed, actor=actor, hold=hold)
+            _mark_stopped(bot, pid, port, killed=killed, actor=actor)
         elif bot.delete_requested:
             _delete(bot, actor)
     return Outcome.STOPPED
 
 
-def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None, hold: float = 0):
+def _mark_stopped(bot: Bot, pid: int | None, port: int | None, *, killed: bool, actor: str | None):
     if bot.status != Status.STOPPED or bot.pid or bot.port:
+        held = bot.status == Status.STOPPING and bot.next_start_at and bot.next_start_at > timezone.now()
         clear_process(bot)
-        bot.next_start_at = timezone.now() + timedelta(seconds=hold) if hold else None
+        # A restart's hold stays (see stop_bot); any other pending start time is void once stopped.
+        bot.next_start_at = bot.next_start_at if held else None
         move(bot, Event.STOPPED, Status.STOPPED, [*PROCESS_FIELDS, "next_start_at"])
         record(
             bot, Action.BOT_STOPPED, actor=actor or "reconcile", details={"pid": pid, "port": port, "killed": killed}

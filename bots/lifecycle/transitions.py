@@ -103,9 +103,11 @@ def _claim_start(bot_id: int, reason: str | None) -> Claim:
                     return Claim(outcome=Outcome.NOT_DUE)
                 elsewhere = _placed_elsewhere(bot)
                 if elsewhere:
+                    _release_restart_hold(bot, reason)
                     return Claim(outcome=elsewhere)
                 refusal = capacity_refusal(bot)
                 if refusal:
+                    _release_restart_hold(bot, reason)
                     if bot.last_error != refusal:
                         Bot.objects.filter(pk=bot.pk).update(last_error=refusal)
                     log.info("start deferred", extra={"bot": bot.slug, "action": "bot.start_deferred"})
@@ -134,6 +136,14 @@ def _claim_start(bot_id: int, reason: str | None) -> Claim:
         except IntegrityError:
             continue
     return Claim(outcome=Outcome.PORT_RACE)
+
+
+def _release_restart_hold(bot: Bot, reason: str | None) -> None:
+    """A restart that cannot start here (sent to another host, or waiting for room) leaves the
+    bot to reconcile at once, as any start does: its hold (stop_bot's) is lifted."""
+    if reason == StartReason.RESTART and bot.next_start_at is not None:
+        bot.next_start_at = None
+        Bot.objects.filter(pk=bot.pk).update(next_start_at=None)
 
 
 def _placed_elsewhere(bot: Bot) -> Outcome | None:

@@ -100,6 +100,37 @@ def test_a_restarts_stop_holds_the_bot_from_reconcile_until_the_restart_starts_i
     assert Bot.objects.get(pk=bot.pk).status == Status.STARTING
 
 
+def test_a_concurrent_stop_of_the_same_process_keeps_the_restarts_hold(lifecycle_settings, time_machine):
+    # The restart's stop has moved the bot to STOPPING with its hold and waits for the process;
+    # reconcile's own stop of that process ends first. The hold must survive it.
+    time_machine.move_to(START + timedelta(seconds=30), tick=False)
+    bot = running_bot(start_failures=0)
+    held_until = START + timedelta(seconds=60)
+    Bot.objects.filter(pk=bot.pk).update(status=Status.STOPPING, next_start_at=held_until)
+    assert stop_bot(bot.pk) == Outcome.STOPPED
+    bot.refresh_from_db()
+    assert (bot.status, bot.next_start_at) == (Status.STOPPED, held_until)
+    assert not start_due(bot)
+
+
+def test_a_plain_stop_voids_a_pending_start_time(lifecycle_settings, time_machine):
+    time_machine.move_to(START + timedelta(seconds=30), tick=False)
+    bot = running_bot(start_failures=0)
+    Bot.objects.filter(pk=bot.pk).update(next_start_at=START + timedelta(seconds=60))
+    assert stop_bot(bot.pk) == Outcome.STOPPED
+    assert Bot.objects.get(pk=bot.pk).next_start_at is None
+
+
+def test_a_restart_that_must_wait_for_room_lifts_its_hold_for_reconcile(lifecycle_settings, time_machine):
+    time_machine.move_to(START + timedelta(seconds=30), tick=False)
+    bot = running_bot(start_failures=0)
+    stop_bot(bot.pk, expected_pid=GONE_PID, hold=30)
+    lifecycle_settings.MAX_BOTS = 0
+    assert _claim_start(bot.pk, StartReason.RESTART).outcome == Outcome.REFUSED
+    bot.refresh_from_db()
+    assert bot.next_start_at is None and start_due(bot)
+
+
 def test_a_held_bot_whose_restart_never_came_is_started_by_reconcile_after_the_hold(lifecycle_settings, time_machine):
     time_machine.move_to(START + timedelta(seconds=30), tick=False)
     bot = running_bot(start_failures=0)

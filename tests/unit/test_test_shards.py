@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "test_shards.py"
@@ -57,3 +61,31 @@ def test_a_call_without_commands_is_one_line_and_exit_1(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert done.stderr.strip() == "usage: test_shards.py LOG_DIR -- COMMAND... [-- COMMAND...]"
+
+
+def test_a_term_to_the_runner_reaches_every_shard(tmp_path: Path) -> None:
+    # make and CI stop a run with SIGTERM: no shard may go on alone, holding its database and ports.
+    shard = "import os, pathlib, time; pathlib.Path({mark!r}).write_text(str(os.getpid())); time.sleep(60)"
+    marks = [tmp_path / "a.pid", tmp_path / "b.pid"]
+    args = [sys.executable, str(SCRIPT), str(tmp_path / "logs")]
+    for mark in marks:
+        args += ["--", sys.executable, "-c", shard.format(mark=str(mark))]
+    runner = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not all(m.exists() and m.read_text() for m in marks):
+            assert time.monotonic() < deadline and runner.poll() is None, "the shards never started"
+            time.sleep(0.02)
+        pids = [int(m.read_text()) for m in marks]
+        runner.send_signal(signal.SIGTERM)
+        out, _ = runner.communicate(timeout=30)
+    finally:
+        runner.kill()
+        for pid in pids:  # only if the runner left them running (the failure this test is about)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert runner.returncode == 1
+    assert out.count("FAILED (exit -15)") == 2, out
+    # The runner waited for (and so reaped) both: neither runs on.
+    assert [pid for pid in pids if os.path.exists(f"/proc/{pid}")] == []
