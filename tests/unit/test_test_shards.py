@@ -7,8 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.support.procs import wait_for
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "test_shards.py"
 
@@ -73,10 +74,12 @@ def test_a_term_to_the_runner_reaches_every_shard(tmp_path: Path) -> None:
     runner = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pids: list[int] = []
     try:
-        deadline = time.monotonic() + 30
-        while not all(m.exists() and m.read_text() for m in marks):
-            assert time.monotonic() < deadline and runner.poll() is None, "the shards never started"
-            time.sleep(0.02)
+        wait_for(
+            lambda: all(m.exists() and m.read_text() for m in marks) or runner.poll() is not None,
+            timeout=30,
+            what="both shards to start",
+        )
+        assert runner.poll() is None, "the runner ended before its shards started"
         pids = [int(m.read_text()) for m in marks]
         runner.send_signal(signal.SIGTERM)
         out, _ = runner.communicate(timeout=30)
