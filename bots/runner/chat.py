@@ -54,6 +54,7 @@ class ChatRequest:
     message: str
     conversation: uuid.UUID
     stream: bool
+    new: bool = False  # this request starts the conversation: it has no history to read
 
 
 @dataclass
@@ -99,7 +100,7 @@ def parse_chat(body: bytes) -> ChatRequest:
         raise BadRequest("'stream' must be true or false")
     conversation = data.get("conversation")
     if conversation in (None, ""):
-        return ChatRequest(message, uuid.uuid4(), stream)
+        return ChatRequest(message, uuid.uuid4(), stream, new=True)
     try:
         return ChatRequest(message, uuid.UUID(str(conversation)), stream)
     except ValueError:
@@ -120,7 +121,8 @@ def load_history(bot_id: int, conversation: uuid.UUID) -> list[dict[str, str]]:
 
 
 def _store_question(bot_id: int, chat: ChatRequest, request_id: str) -> tuple[list[dict[str, str]], int]:
-    history = load_history(bot_id, chat.conversation)
+    # A conversation this request starts has nothing stored yet: no query for its history.
+    history = [] if chat.new else load_history(bot_id, chat.conversation)
     row = ChatMessage.objects.create(
         bot_id=bot_id, conversation=chat.conversation, role=Role.USER, content=chat.message, request_id=request_id
     )

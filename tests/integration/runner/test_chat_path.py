@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bots.llm import EchoBackend
 from bots.metrics import MESSAGE_ERRORS
 from bots.models import ChatMessage, Role
-from bots.runner.chat import BotContext, ChatRequest, handle_chat
+from bots.runner.chat import BotContext, ChatRequest, _store_question, handle_chat, parse_chat
 
 
 class BrokenBackend(EchoBackend):
@@ -51,3 +55,23 @@ def test_the_echo_backend_answers_through_the_message_path(make_bot):
     assert body["reply"] == "echo: ping pong"
     assert (body["prompt_tokens"], body["completion_tokens"]) == (2, 3)
     assert ChatMessage.objects.filter(conversation=conversation).count() == 2
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    return [query["sql"].split()[0] for query in queries.captured_queries]
+
+
+def test_a_new_conversation_stores_its_question_without_reading_a_history(make_bot):
+    bot = make_bot(backend="echo", model_name="echo")
+    started = parse_chat(b'{"message": "first"}')
+    with CaptureQueriesContext(connection) as queries:
+        history, _ = _store_question(bot.pk, started, "rid-1")
+    assert started.new and history == []
+    assert statements(queries) == ["INSERT"]
+
+    # The next message names the conversation: its history is read back for the LLM.
+    follow_up = parse_chat(json.dumps({"message": "second", "conversation": str(started.conversation)}).encode())
+    with CaptureQueriesContext(connection) as queries:
+        history, _ = _store_question(bot.pk, follow_up, "rid-2")
+    assert not follow_up.new and history == [{"role": "user", "content": "first"}]
+    assert statements(queries) == ["SELECT", "INSERT"]
