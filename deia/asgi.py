@@ -33,7 +33,8 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402 - settings first
 
 django.setup(set_prefix=False)
 
-from deia.adapters.django import ASGIHandlerWithoutThreadPerRequest  # noqa: E402 - needs the apps loaded
+from deia import inline_middleware  # noqa: E402 - needs the apps loaded
+from deia.adapters.django import ASGIHandlerWithoutThreadPerRequest  # noqa: E402
 
 CHAT_PATH = re.compile(r"^/api/bots/[0-9]+/messages$")
 
@@ -82,8 +83,9 @@ class AccessLog:
 
 class TwoDoors:
     def __init__(self) -> None:
-        # No thread per request: the chat view keeps its own threads (bots.chat_api).
-        self.chats = ASGIHandlerWithoutThreadPerRequest()
+        # No thread per request: the chat view keeps its own threads (bots.chat_api); and
+        # Django's Security, CSRF and X-Frame-Options hooks on the event loop, not in threads.
+        self.chats = ASGIHandlerWithoutThreadPerRequest(substitutes=inline_middleware.on_the_loop())
         # Threads for the synchronous requests of this worker; the chat path's admission
         # (bots.chat_api) keeps to the rest of the database pool.
         self.control_plane = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_SYNC_THREADS)

@@ -32,6 +32,7 @@ import weakref
 from types import MethodType
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.handlers.asgi import ASGIHandler
 from django.db import connections
@@ -81,7 +82,23 @@ class ASGIHandlerWithoutThreadPerRequest(ASGIHandler):
     request, a large share of a short chat's cost under load. Without it, thread-sensitive
     calls (Django's signal receivers, its sync-only middleware hooks, a session save) share
     the process's one thread (each takes microseconds): only for views whose own database
-    work runs elsewhere, in threads they keep (bots.chat_api)."""
+    work runs elsewhere, in threads they keep (bots.chat_api).
+
+    `substitutes` (dotted path -> dotted path) swaps middleware in this handler's chain
+    only: settings.MIDDLEWARE, which `check --deploy` reads, stays as it is. Django's
+    load_middleware, called by the constructor, reads settings.MIDDLEWARE as it runs."""
+
+    def __init__(self, substitutes: dict[str, str] | None = None) -> None:
+        self.substitutes = dict(substitutes or {})
+        super().__init__()
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        listed = settings.MIDDLEWARE
+        settings.MIDDLEWARE = [self.substitutes.get(path, path) for path in listed]
+        try:
+            super().load_middleware(is_async)
+        finally:
+            settings.MIDDLEWARE = listed
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":

@@ -16,10 +16,12 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.signals import request_started
 from django.db import connections
 from django.http import HttpResponse
+from django.middleware import csrf
 from django.test import RequestFactory
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.functional import SimpleLazyObject
 
+from deia import inline_middleware
 from deia.adapters.django import (
     ASGIHandlerWithoutThreadPerRequest,
     DeferredDeletionMessages,
@@ -263,6 +265,10 @@ def test_djangos_asgi_handler_only_wraps_handle_in_a_thread_sensitive_context():
 
 
 def _serve(handler, path: str) -> int:
+    return _serve_whole(handler, path)[0]["status"]
+
+
+def _serve_whole(handler, path: str) -> list[dict]:
     sent = []
     bodies = [{"type": "http.request", "body": b"", "more_body": False}]
 
@@ -277,7 +283,7 @@ def _serve(handler, path: str) -> int:
     scope = {"type": "http", "method": "GET", "path": path, "query_string": b"", "headers": []}
     scope["server"] = ("127.0.0.1", 80)
     asyncio.run(handler(scope, receive, send))
-    return sent[0]["status"]
+    return sent
 
 
 @pytest.mark.parametrize(
@@ -305,3 +311,40 @@ def test_without_a_thread_per_request_thread_sensitive_calls_share_the_processs_
     if one_thread:
         with pytest.raises(ValueError):
             asyncio.run(handler({"type": "websocket"}, None, None))
+
+
+def csrf_hooks(handler) -> list[type]:
+    return [type(hook.__self__) for hook in handler._view_middleware if "Csrf" in type(hook.__self__).__name__]
+
+
+def test_substitutes_change_only_the_handlers_own_chain(settings):
+    listed = list(settings.MIDDLEWARE)
+
+    handler = ASGIHandlerWithoutThreadPerRequest(substitutes=inline_middleware.on_the_loop())
+
+    assert listed == settings.MIDDLEWARE  # what `check --deploy` reads: Django's own paths
+    assert csrf_hooks(handler) == [inline_middleware.CsrfViewMiddleware]
+    assert issubclass(inline_middleware.CsrfViewMiddleware, Inline)
+    assert csrf_hooks(ASGIHandlerWithoutThreadPerRequest()) == [csrf.CsrfViewMiddleware]
+
+
+def test_the_substituted_security_hooks_still_set_their_headers():
+    handler = ASGIHandlerWithoutThreadPerRequest(substitutes=inline_middleware.on_the_loop())
+
+    start = _serve_whole(handler, "/api/bots/1/messages")[0]  # refused: nobody signed in
+
+    headers = {name.decode().lower(): value.decode() for name, value in start["headers"]}
+    assert start["status"] in (401, 403)
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+
+
+def test_csrf_stays_off_the_loop_when_its_token_lives_in_the_session(settings):
+    settings.CSRF_USE_SESSIONS = True
+
+    substitutes = inline_middleware.on_the_loop()
+
+    assert "django.middleware.csrf.CsrfViewMiddleware" not in substitutes
+    assert "django.middleware.security.SecurityMiddleware" in substitutes
+    assert "django.middleware.clickjacking.XFrameOptionsMiddleware" in substitutes
