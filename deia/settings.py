@@ -335,6 +335,9 @@ SPECTACULAR_SETTINGS = {
 SECURE_HTTPS = env.bool("SECURE_HTTPS", False)
 SESSION_COOKIE_SECURE = SECURE_HTTPS
 CSRF_COOKIE_SECURE = SECURE_HTTPS
+# The token in a cookie (Django's default), said here because the chat door runs CSRF's
+# hooks on the event loop only while they read no session (deia.inline_middleware.on_the_loop).
+CSRF_USE_SESSIONS = False
 SECURE_SSL_REDIRECT = SECURE_HTTPS
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000 if SECURE_HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HTTPS)
