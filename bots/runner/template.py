@@ -194,16 +194,24 @@ class Template:
         offset = os.lseek(fd, 0, os.SEEK_END)
         sys.stdout.flush()
         sys.stderr.flush()
+        marked, mark = os.pipe()
         pid = os.fork()
         if pid == 0:
-            self._child(conn, fd, bot_id, port, tag, secret, generation, facts)  # never returns
+            os.close(marked)
+            self._child(conn, fd, mark, bot_id, port, tag, secret, generation, facts)  # never returns
         os.close(fd)
+        os.close(mark)
+        # The pid goes back once the child carries its runner's title (or died trying): until
+        # then it has the template's, and a pass looking for templates would count it.
+        os.read(marked, 1)
+        os.close(marked)
         return {"pid": pid, "log_offset": offset}
 
     def _child(
         self,
         conn: socket.socket,
         log_fd: int,
+        mark: int,
         bot_id: int,
         port: int,
         tag: str,
@@ -216,6 +224,8 @@ class Template:
             # First the mark the lifecycle recognises us by, then out of the template's session:
             # its death or its group's signals never reach us, and our group is ours to kill.
             setproctitle(f"{RUNNER_TITLE} {tag} --port {port}")
+            os.write(mark, b"1")  # the parent answers the fork request with our pid now
+            os.close(mark)
             os.setsid()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             conn.close()

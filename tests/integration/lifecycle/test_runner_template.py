@@ -194,12 +194,13 @@ def test_a_start_request_with_another_fingerprint_replaces_the_template_first(bo
     bot = Bot.objects.create(name="Direct", slug="direct")
     port = free_port()
     spawned = template.fork_runner(bot, port, "s3cret")
+    # The pid comes back once the child carries its runner's tag, never the template's.
+    assert process_tag(spawned.pid) == f"host-a/{connection.settings_dict['NAME']}/{bot.pk}"
     new = parent_of(spawned.pid)
     assert new != old
     # The stale one lets go of its socket and lock before it has finished exiting.
     wait_for(lambda: not pid_alive(old), timeout=10, what="the stale template to exit")
     assert templates("host-a") == [new]
-    assert process_tag(spawned.pid) == f"host-a/{connection.settings_dict['NAME']}/{bot.pk}"
     wait_for(lambda: health(port) and health(port)["pid"] == spawned.pid, timeout=30, what="forked runner healthy")
 
 
