@@ -24,7 +24,6 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import StreamingHttpResponse
-from django_redis import get_redis_connection
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -48,6 +47,7 @@ from bots.serializers import (
 from deia.adapters.adrf import ChecksInHandlerAPIView
 from deia.adapters.django import has_thread_per_request
 from deia.logs import new_request_id
+from deia.throttling import count_up
 
 RETRY_AFTER_USER_LIMIT = "1"
 _admissions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Admission] = weakref.WeakKeyDictionary()
@@ -89,7 +89,8 @@ class UserSlot:
     @classmethod
     def take(cls, user_id: int, bot_slug: str) -> UserSlot:
         key = f"chat-inflight:{user_id}"
-        count = cls.count_one(key, int(settings.BOT_CHAT_TIMEOUT + RELAY_MARGIN + 60))
+        # Counted in Redis with an expiry: a slot leaked by a killed worker expires.
+        count = count_up(key, int(settings.BOT_CHAT_TIMEOUT + RELAY_MARGIN + 60))
         if count > settings.CHAT_MAX_CONCURRENT_PER_USER:
             cls(key).give_back()
             CHAT_REJECTED.labels(bot=bot_slug, reason=REJECT_USER_LIMIT).inc()
@@ -99,25 +100,6 @@ class UserSlot:
                 wait=int(RETRY_AFTER_USER_LIMIT),
             )
         return cls(key)
-
-    @staticmethod
-    def count_one(key: str, ttl: int) -> int:
-        """Add one to the user's count, (re)set its expiry, return it. On Redis one round
-        trip, INCR and EXPIRE in a MULTI (never a count without its expiry: a slot leaked
-        by a killed worker must expire); the embedded local-memory cache: add, incr, touch."""
-        try:
-            redis = get_redis_connection()
-        except NotImplementedError:  # the embedded local-memory cache
-            cache.add(key, 0, ttl)
-            count = cache.incr(key)
-            cache.touch(key, ttl)
-            return count
-        name = cache.make_key(key)  # the cache's own key: cache.decr() and cache.get() see it
-        pipe = redis.pipeline(transaction=True)
-        pipe.incr(name)
-        pipe.expire(name, ttl)
-        count, _ = pipe.execute()
-        return count
 
     def give_back(self) -> None:
         try:

@@ -3,8 +3,9 @@
 Both count in the Django cache (Redis in production, so all gunicorn workers and hosts
 share one count; with the embedded local-memory cache each process counts for itself).
 A fixed window with an atomic increment replaces DRF's default list of timestamps:
-on Redis one round trip per request (INCR and EXPIRE, pipelined), elsewhere one add and
-one incr, whatever the rate, and no lost updates between processes. Rates come from
+on Redis one round trip per request (INCR and EXPIRE in a MULTI: count_up, which the chat
+path's per-user slot shares), elsewhere add, incr and touch, whatever the rate, and no
+lost updates between processes. Rates come from
 API_THROTTLE_USER / API_THROTTLE_ANON ("600/min", or "off"), read when a throttle is
 made, so a test can override them.
 """
@@ -12,6 +13,7 @@ made, so a test can override them.
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.cache import cache
 from django_redis import get_redis_connection
 from rest_framework import throttling
 
@@ -44,29 +46,7 @@ class WindowRateThrottle(throttling.SimpleRateThrottle):
         now = self.timer()
         window = int(now // self.duration)
         self.retry_after = (window + 1) * self.duration - now
-        return self.count(f"{key}_{window}", self.duration + 1) <= self.num_requests
-
-    def count(self, key: str, ttl: int) -> int:
-        """Add one to the window's count and return it. On Redis, one round trip: the two
-        round trips of add-then-incr were the largest share of the API's own time per request."""
-        try:
-            redis = get_redis_connection()
-        except NotImplementedError:  # the embedded local-memory cache
-            return self.count_in_cache(key, ttl)
-        pipe = redis.pipeline(transaction=False)
-        name = self.cache.make_key(key)  # the cache's own key, so cache.get() reads the same count
-        pipe.incr(name)
-        pipe.expire(name, ttl)
-        count, _ = pipe.execute()
-        return count
-
-    def count_in_cache(self, key: str, ttl: int) -> int:
-        self.cache.add(key, 0, timeout=ttl)
-        try:
-            return self.cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            self.cache.add(key, 1, timeout=ttl)
-            return 1
+        return count_up(f"{key}_{window}", self.duration + 1) <= self.num_requests
 
     def wait(self) -> float:
         return self.retry_after
@@ -98,3 +78,29 @@ class AnonRateThrottle(WindowRateThrottle):
         """Count a refused credential against its address (called during authentication,
         when request.user cannot be asked yet)."""
         return self.hit(self.address_key(request))
+
+
+def count_up(key: str, ttl: int) -> int:
+    """Add one to the shared count under `key`, (re)set its expiry to `ttl` s, return it.
+
+    On Redis one round trip: INCR and EXPIRE in a MULTI, never a count without its expiry
+    (the two round trips of add-then-incr were the largest share of the API's own time per
+    request). On the embedded local-memory cache: add, incr, touch.
+    """
+    try:
+        redis = get_redis_connection()
+    except NotImplementedError:  # the embedded local-memory cache
+        cache.add(key, 0, timeout=ttl)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # the key expired between add and incr
+            cache.add(key, 1, timeout=ttl)
+            return 1
+        cache.touch(key, ttl)
+        return count
+    name = cache.make_key(key)  # the cache's own key, so cache.get() and cache.decr() see it
+    pipe = redis.pipeline(transaction=True)
+    pipe.incr(name)
+    pipe.expire(name, ttl)
+    count, _ = pipe.execute()
+    return count
