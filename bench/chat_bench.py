@@ -54,7 +54,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from bench.support import gunicorn, start_runner, stop_process_group  # noqa: E402
 from bots.models import Backend, Bot, ChatMessage, Status  # noqa: E402
 from tests.fakes.ollama import FakeOllama  # noqa: E402
-from tests.support.procs import free_port, http_ok, wait_for  # noqa: E402
+from tests.support.procs import children, free_port, http_ok, wait_for  # noqa: E402
 from tests.support.tokens import api_key  # noqa: E402
 
 BOTS = 10
@@ -79,18 +79,6 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return found
 
 
 class Fleet:
@@ -315,6 +303,28 @@ async def peak(targets: list[tuple[str, dict]], concurrency: int, seconds: float
         return done, time.perf_counter() - began
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of the whole machine, from /proc/stat."""
+    ticks = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)  # idle and iowait are not busy
+
+
+def machine_peak(targets, web_pids: list[int], runner_pids: list[int]) -> tuple[float, float, float, float, float]:
+    """The closed-loop peak through `targets`: msg/s, and CPU ms per message of the web, the
+    runners and the whole machine, and the machine's busy share (%)."""
+    web0, runners0, (busy0, total0) = cpu_seconds(web_pids), cpu_seconds(runner_pids), machine_ticks()
+    answered, wall = asyncio.run(peak(targets, 32, FAST_SECONDS))
+    busy1, total1 = machine_ticks()
+    per = 1000 / max(answered, 1)
+    return (
+        answered / wall,
+        (cpu_seconds(web_pids) - web0) * per,
+        (cpu_seconds(runner_pids) - runners0) * per,
+        (busy1 - busy0) / os.sysconf("SC_CLK_TCK") * per,
+        (busy1 - busy0) / max(total1 - total0, 1) * 100,
+    )
+
+
 async def first_tokens(web: str, headers: dict, bots: list[Bot], chats: int) -> list[float]:
     ttft: list[float] = []
     async with httpx.AsyncClient(timeout=30) as client:
@@ -365,7 +375,8 @@ def main() -> int:
         lines += [
             "### 1. Slow LLM: 1,000 chats in flight\n",
             f"Fake Ollama answering after {SLOW_LLM:g} s, {BOTS} ollama bots with BOT_MAX_CONCURRENT_CHATS=100, "
-            f"{SLOW_CHATS} chats sent at once through the web (gunicorn, {os.cpu_count() * 2 + 1} uvicorn workers), "
+            f"{SLOW_CHATS} chats sent at once through the web (gunicorn, {os.cpu_count() * 2 + 1} uvicorn workers, "
+            f"{os.cpu_count() + 1} of them taking the chats at nice 5: GUNICORN_CHAT_WORKERS, GUNICORN_CHAT_NICE), "
             "while /health, GET /api/bots and /admin/login/ are requested in a loop by a process of its own "
             "(an operator's client, not one more task on the generator's loop).\n",
             "| measure | value | target |",
@@ -392,10 +403,14 @@ def main() -> int:
         print("bench: fast LLM, messages/s", file=sys.stderr)
         fast = Fleet("bench-fast", Backend.ECHO)
         try:
-            with gunicorn(CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
+            # bench.asgi: the real application, plus the chat path's floor (bench/bare_chat.py).
+            app = "bench.asgi:application"
+            with gunicorn(app, CHAT_MAX_CONCURRENT_PER_USER="2000", API_THROTTLE_USER="off") as web:
                 via_web = [(f"{web}/api/bots/{b.pk}/messages", headers) for b in fast.bots]
+                via_floor = [(f"{web}/bench/bare-chat/{b.pk}", headers) for b in fast.bots]
                 direct = [(f"{url}/chat", h) for url, h in fast.direct]
                 asyncio.run(fixed_rate(via_web, 50, 2))  # warm every worker's client and pool
+                asyncio.run(fixed_rate(via_floor, 50, 2))
                 web_ms, web_failed, web_wall = asyncio.run(fixed_rate(via_web, FAST_RATE, FAST_SECONDS))
                 direct_ms, direct_failed, _ = asyncio.run(fixed_rate(direct, FAST_RATE, FAST_SECONDS))
                 gunicorn_pid = [p for p in children(os.getpid()) if p not in {r.pid for r in fast.procs}]
@@ -405,6 +420,11 @@ def main() -> int:
                 answered, peak_wall = asyncio.run(peak(via_web, 32, FAST_SECONDS))
                 cpu_web = cpu_seconds(web_pids) - cpu_web
                 cpu_runners = cpu_seconds(runner_pids) - cpu_runners
+                # What bounds it: the same peak through the floor and straight to the runners,
+                # with every process's CPU on the machine (this generator's too) per message.
+                bounds = [("the web (above)", *machine_peak(via_web, web_pids, runner_pids))]
+                bounds.append(("the floor: bench/bare_chat.py", *machine_peak(via_floor, web_pids, runner_pids)))
+                bounds.append(("no web: straight to the runners", *machine_peak(direct, web_pids, runner_pids)))
         finally:
             fast.stop()
         added50 = percentile(web_ms, 50) - percentile(direct_ms, 50)
@@ -434,6 +454,19 @@ def main() -> int:
             "",
             f"Target: at least 200 msg/s with added p95 under 20 ms: {verdict}. The peak is bound by CPU: "
             "web, runners, PostgreSQL and this load generator share the 2 cores.\n",
+            "What bounds the peak: 32 clients back to back for "
+            f"{FAST_SECONDS} s each way, CPU per message of the web, the runners and the whole machine "
+            "(/proc/stat: every process, this generator, PostgreSQL and Redis included). The floor is "
+            "the chat's own work with no framework (bench/bare_chat.py: the same token, permission, "
+            "visibility, running check, user slot and pooled relay), on the same gunicorn workers. "
+            "200 msg/s on 2 cores leaves 10 ms of the machine's CPU per message.\n",
+            "| path | peak msg/s | web ms | runners ms | machine ms | machine busy |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            *(
+                f"| {name} | {rate:.0f} | {web_ms:.2f} | {runner_ms:.2f} | {all_ms:.2f} | {busy:.0f} % |"
+                for name, rate, web_ms, runner_ms, all_ms, busy in bounds
+            ),
+            "",
         ]
 
         # --- 3. time to first token ------------------------------------------------------

@@ -24,8 +24,6 @@ from deia.config import import_settings_or_exit, owner_only_files
 owner_only_files()
 import_settings_or_exit()
 
-import re  # noqa: E402
-
 import django  # noqa: E402
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
@@ -35,8 +33,7 @@ django.setup(set_prefix=False)
 
 from deia import inline_middleware  # noqa: E402 - needs the apps loaded
 from deia.adapters.django import ASGIHandlerWithoutThreadPerRequest  # noqa: E402
-
-CHAT_PATH = re.compile(r"^/api/bots/[0-9]+/messages$")
+from deia.doors import CHAT_PATH  # noqa: E402
 
 access_log = logging.getLogger("gunicorn.access")
 

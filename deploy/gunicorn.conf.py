@@ -16,6 +16,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
+from deia.adapters import gunicorn as adapter
 from deia.config import ConfigError, Env, fail, owner_only_files
 
 # The master creates the metrics files and the workers the rest: all owner-only.
@@ -31,6 +32,17 @@ os.environ["DEIA_WEB_MASTER_PID"] = str(os.getpid())
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", 0)) or multiprocessing.cpu_count() * 2 + 1
+# Of those, the ones that take chats (deia.adapters.gunicorn): the rest accept every
+# connection and hand chats over, so the admin, the API, /health and /metrics are
+# answered by processes a burst of chats does not keep busy. At least one worker stays
+# with the rest; 0 serves chats in every worker, as one pool.
+# They run at a lower CPU priority (GUNICORN_CHAT_NICE added to their niceness): when the
+# cores are short, the control plane is served first.
+try:
+    chat_workers = min(Env().int("GUNICORN_CHAT_WORKERS", multiprocessing.cpu_count() + 1, minimum=0), workers - 1)
+    chat_nice = Env().int("GUNICORN_CHAT_NICE", 5, minimum=0, maximum=19)
+except ConfigError as _err:
+    fail(_err)
 worker_class = "deia.adapters.gunicorn.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 60))
 graceful_timeout = 30
@@ -69,6 +81,12 @@ def on_starting(server) -> None:
     os.makedirs(_metrics_dir, exist_ok=True)
     for stale in Path(_metrics_dir).glob("*.db"):
         stale.unlink(missing_ok=True)
+    if chat_workers > 0:
+        adapter.open_handover(nice=chat_nice)
+
+
+def pre_fork(server, worker) -> None:
+    adapter.assign_role(server, worker, chat_workers)
 
 
 def child_exit(server, worker) -> None:

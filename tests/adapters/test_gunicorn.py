@@ -3,15 +3,23 @@ CONFIG_KWARGS as the adapter uses them."""
 
 from __future__ import annotations
 
+import array
+import asyncio
+import inspect
 import logging
 import socket
+from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
 from gunicorn.sock import TCPSocket
+from uvicorn.config import Config as Config_
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from deia.adapters.gunicorn import Logger, Worker
+from deia.adapters import gunicorn as adapter
+from deia.adapters.gunicorn import HttpProtocol, Logger, Worker
+from deia.doors import is_chat_request
 from tests.adapters.pins import assert_installed_as_pinned
 
 
@@ -48,7 +56,123 @@ def test_the_logger_keeps_its_error_and_access_loggers_and_prefixes_them(monkeyp
 
 def test_uvicorn_worker_reads_uvicorns_settings_from_config_kwargs():
     assert "CONFIG_KWARGS" in vars(UvicornWorker)
-    assert Worker.CONFIG_KWARGS["http"] == "httptools"
+    assert Worker.CONFIG_KWARGS["http"] == "deia.adapters.gunicorn:HttpProtocol"
+    config = Config_(app=None, **Worker.CONFIG_KWARGS)
+    config.load()
+    assert config.http_protocol_class is HttpProtocol
+    assert issubclass(HttpProtocol, HttpToolsProtocol)
+
+
+def test_uvicorn_workers_serve_is_the_one_ours_replaces():
+    # Ours is uvicorn-worker's with one change (a chat worker serves no socket): if theirs
+    # changes, ours must be looked at again.
+    source = inspect.getsource(UvicornWorker._serve)
+    assert "server = Server(config=self.config)" in source
+    assert "await server.serve(sockets=self.sockets)" in source
+    assert "Arbiter.WORKER_BOOT_ERROR" in source
+
+
+@pytest.mark.parametrize(
+    ("head", "chat"),
+    [
+        (b"POST /api/bots/12/messages HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"GET /api/bots/12/messages?page=2 HTTP/1.1\r\n", True),
+        (b"POST /api/bots/12/messages HTTP/1.0\r\n", True),
+        (b"POST /api/bots/12/messages", False),  # the request line not read whole: served here
+        (b"POST /api/bots/12/start HTTP/1.1\r\n", False),
+        (b"GET /api/bots HTTP/1.1\r\n", False),
+        (b"GET /health HTTP/1.1\r\n", False),
+        (b"POST http://x/api/bots/12/messages HTTP/1.1\r\n", False),  # absolute form
+        (b"POST /api/bots/x/messages HTTP/1.1\r\n", False),
+        (b"\x16\x03\x01 not http at all\r\n", False),
+    ],
+)
+def test_which_first_reads_are_chats(head, chat):
+    assert is_chat_request(head) is chat
+
+
+class FakeArbiter:
+    def __init__(self, *roles: str) -> None:
+        self.WORKERS = {pid: SimpleNamespace(role=role) for pid, role in enumerate(roles)}
+
+
+@pytest.fixture
+def channel():
+    handover = adapter.Handover()
+    yield handover
+    handover.sending.close()
+    handover.receiving.close()
+
+
+def test_roles_fill_the_chat_workers_first_and_replace_a_dead_one_in_kind(monkeypatch, channel):
+    monkeypatch.setattr(adapter, "handover", channel)
+    new = SimpleNamespace()
+    adapter.assign_role(FakeArbiter(), new, 2)
+    assert new.role == adapter.CHAT
+    adapter.assign_role(FakeArbiter(adapter.CHAT, adapter.CHAT), new, 2)
+    assert new.role == adapter.CONTROL
+    adapter.assign_role(FakeArbiter(adapter.CHAT, adapter.CONTROL, adapter.CONTROL), new, 2)
+    assert new.role == adapter.CHAT  # a chat worker died: its replacement takes chats
+    monkeypatch.setattr(adapter, "handover", None)
+    adapter.assign_role(FakeArbiter(), new, 2)
+    assert new.role == adapter.CONTROL  # no channel (GUNICORN_CHAT_WORKERS=0): one pool
+
+
+def test_a_full_channel_queues_connections_and_hands_each_over_once_in_order(channel):
+    """The chat workers fall behind: connections wait in the accepting worker, none is served
+    twice or lost, and each arrives with its own first bytes and its own socket."""
+
+    async def scenario() -> list[tuple[bytes, bytes]]:
+        handover = channel
+        handover.sending.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        served_here: list[bytes] = []
+
+        class Accepting(asyncio.Protocol):
+            def connection_made(self, transport) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                handover.pass_on(self, data)
+
+            def serve_here(self, data: bytes) -> None:
+                served_here.append(data)
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Accepting, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        for i, client in enumerate(clients):
+            client.sendall(f"POST /api/bots/{i}/messages HTTP/1.1\r\n".encode() + b"x" * 1500)
+            await asyncio.sleep(0.01)  # one read each, in order
+        deadline = loop.time() + 10
+        while not handover.writer_on and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        assert handover.writer_on and handover.waiting, "a 4 KiB channel should have filled up"
+        # A chat worker catches up: everything arrives, the queued ones once the channel has room.
+        arrived = []
+        while len(arrived) < len(clients) and loop.time() < deadline:
+            try:
+                data, rights, _, _ = handover.receiving.recvmsg(
+                    adapter.HANDOVER_MAX, adapter.RIGHTS_SPACE, socket.MSG_DONTWAIT
+                )
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+                continue
+            (fd,) = array.array("i", rights[0][2])
+            with socket.socket(fileno=fd) as connection:
+                connection.sendall(b"answered " + data.split(b" ")[1])
+            arrived.append(data)
+        answers = [(client.recv(100), client.close())[0] for client in clients]
+        server.close()
+        assert not handover.waiting and not handover.writer_on
+        assert served_here == []
+        return list(zip(arrived, answers, strict=True))
+
+    pairs = asyncio.run(scenario())
+    assert len(pairs) == 20
+    for i, (data, answer) in enumerate(pairs):
+        assert data.startswith(f"POST /api/bots/{i}/messages ".encode())
+        assert answer == f"answered /api/bots/{i}/messages".encode()
 
 
 def test_a_gunicorn_listener_passes_family_and_setsockopt_to_its_socket():

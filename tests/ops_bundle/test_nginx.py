@@ -92,18 +92,24 @@ def test_nginx_accepts_the_site(nginx: str, tmp_path: Path) -> None:
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
-    """Stands in for gunicorn: answers 200 with the forwarded headers it received."""
+    """Stands in for gunicorn: answers 200 with the forwarded headers it received, and the
+    port of nginx's end of the (kept-alive) connection it came on."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         names = ("Host", "X-Forwarded-Host", "X-Forwarded-For", "X-Forwarded-Proto")
-        body = json.dumps({name: self.headers.get(name) for name in names}).encode()
+        seen = {name: self.headers.get(name) for name in names}
+        body = json.dumps({**seen, "connection": self.client_address[1]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    do_POST = do_GET
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
 
     def log_message(self, *args) -> None:
         pass
@@ -161,3 +167,16 @@ def test_nginx_passes_its_own_view_of_the_client(proxied: httpx.Client) -> None:
     assert seen["X-Forwarded-Proto"] == "https"
     # The client's forged hop stays on the left; nginx appends the peer it saw.
     assert seen["X-Forwarded-For"] == "127.0.0.1, 127.0.0.1"
+
+
+def test_chats_and_the_rest_never_share_a_kept_alive_connection(proxied: httpx.Client) -> None:
+    # gunicorn places a connection by its first request (chat workers or the rest), so a
+    # connection nginx keeps for chats must never carry the admin or the API, nor the reverse.
+    chats, rest = set(), set()
+    for _ in range(3):
+        chats.add(proxied.post("/api/bots/7/messages", json={"message": "hi"}).json()["connection"])
+        rest.add(proxied.get("/api/bots").json()["connection"])
+        rest.add(proxied.get("/admin/").json()["connection"])
+        chats.add(proxied.get("/api/bots/7/messages").json()["connection"])
+    assert chats and rest
+    assert not chats & rest, (chats, rest)

@@ -146,3 +146,18 @@ def error_lines(stderr: str) -> list[str]:
     failing job's log line may precede its one-line error.
     """
     return [line for line in stderr.strip().splitlines() if not line.startswith("{")]
+
+
+def children(pid: int) -> set[int]:
+    """The live (not zombie) child processes of `pid`, from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(entry.name))
+    return found

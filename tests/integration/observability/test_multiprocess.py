@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bots.lifecycle.process import pid_alive
 from tests.plugins.observability import value
-from tests.support.procs import http_ok, wait_for
+from tests.support.procs import children, http_ok, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,19 +49,7 @@ def scrape_all(url: str) -> dict[tuple[str, frozenset], float]:
     return scrape(url)
 
 
-def worker_pids(master: int) -> set[int]:
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == master and fields[0] != "Z":
-            pids.add(int(entry.name))
-    return pids
+worker_pids = children  # a gunicorn master's workers
 
 
 def requests_by_pid(metrics_dir: Path) -> dict[int, float]:
@@ -76,7 +64,8 @@ def requests_by_pid(metrics_dir: Path) -> dict[int, float]:
 
 
 def test_three_workers_report_exactly_the_requests_they_served(gunicorn, tmp_path):
-    url = gunicorn(workers=3)
+    # One pool (no workers of their own for chats): every worker takes some of the requests.
+    url = gunicorn(workers=3, GUNICORN_CHAT_WORKERS="0")
     hammer(url, 300)
     samples = scrape_all(url)
     assert value(samples, "django_http_requests_total_by_view_transport_method_total", view=VIEW) == 300
@@ -88,7 +77,7 @@ def test_three_workers_report_exactly_the_requests_they_served(gunicorn, tmp_pat
 
 
 def test_killing_a_worker_never_makes_a_counter_go_backwards(gunicorn, tmp_path):
-    url = gunicorn(workers=3)
+    url = gunicorn(workers=3, GUNICORN_CHAT_WORKERS="0")
     master = gunicorn.proc.pid
     wait_for(lambda: len(worker_pids(master)) == 3, timeout=30, what="three workers")
     hammer(url, 120)
