@@ -81,7 +81,9 @@ def on_starting(server) -> None:
     os.makedirs(_metrics_dir, exist_ok=True)
     for stale in Path(_metrics_dir).glob("*.db"):
         stale.unlink(missing_ok=True)
-    if chat_workers > 0:
+    # With TLS in gunicorn itself a connection's state is in the worker's TLS session, which
+    # cannot go with the socket: then every worker serves everything (nginx does TLS in deploy/).
+    if chat_workers > 0 and not server.cfg.is_ssl:
         adapter.open_handover(nice=chat_nice)
 
 

@@ -10,12 +10,16 @@ import os
 import re
 import signal
 import socket
+import ssl
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bots.models import ChatMessage
-from tests.support.procs import children, wait_for
+from tests.plugins.observability import WebApi
+from tests.support.procs import PYTHON, children, free_port, wait_for
 
 CHAT_NICE = 5  # GUNICORN_CHAT_NICE's default
 
@@ -145,3 +149,47 @@ def test_with_no_chat_workers_every_worker_serves_chats(running_bot, web, gunico
     assert served_by is not None
     assert os.getpriority(os.PRIO_PROCESS, served_by) == 0
     assert not chat_workers(master)
+
+
+def test_with_tls_in_gunicorn_every_worker_serves_chats(running_bot, spawn, child_env, tmp_path):
+    # A TLS session lives in the worker that accepted the connection: its socket cannot be
+    # handed over, so with a certificate in gunicorn there are no chat workers.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+            *("-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    env = {
+        **child_env,
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_CMD_ARGS": f"--certfile {cert} --keyfile {key}",
+    }
+    proc = spawn([PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.asgi:application"], env, "tls")
+    tls = ssl.create_default_context(cafile=str(cert))
+
+    def health() -> bool:
+        try:
+            return httpx.get(f"https://127.0.0.1:{port}/health", verify=tls, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(lambda: health() or not proc.running(), timeout=30, what="gunicorn over TLS")
+    assert proc.running(), proc.output()
+    api = WebApi(f"https://127.0.0.1:{port}")
+    bot, _ = running_bot(backend="echo")
+    with httpx.Client(verify=tls, timeout=30) as client:
+        for i in range(4):  # on new connections, whichever worker accepts them
+            response = client.post(
+                f"{api.url}/api/bots/{bot.pk}/messages",
+                json={"message": f"over TLS {i}"},
+                headers={**api.headers, "Connection": "close"},
+            )
+            assert response.status_code == 200, response.text
+    assert not chat_workers(proc.pid)
