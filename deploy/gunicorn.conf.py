@@ -91,6 +91,10 @@ def pre_fork(server, worker) -> None:
     adapter.assign_role(server, worker, chat_workers)
 
 
+def on_reload(server) -> None:
+    adapter.reloading(server)
+
+
 def child_exit(server, worker) -> None:
     # A dead worker's live gauges (pool connections) leave the sums; its counters and
     # histograms stay in the directory, so no total ever goes backwards.

@@ -125,42 +125,58 @@ class Handover:
             asyncio.get_running_loop().remove_writer(self.sending)
             self.writer_on = False
 
+    def take_back(self, protocol: HttpProtocol) -> bytes | None:
+        """The bytes of `protocol`'s connection if it is still waiting here (not handed over)."""
+        for entry in self.waiting:
+            if entry[0] is protocol:
+                self.waiting.remove(entry)
+                return entry[1]
+        return None
+
     def adopt(self, server: Server) -> None:
         """In a chat worker: serve the connections handed over, with `server`'s protocol and
-        state (so a graceful shutdown waits for their chats), until it is told to exit."""
+        state (so a graceful shutdown waits for their chats), until stop_adopting."""
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.receiving, self._take, server, 64)
+
+    async def stop_adopting(self, server: Server) -> None:
+        """The chat worker is shutting down (told to, or recycled by max_requests): it takes
+        no more connections but those already on the channel, which it serves as it ends."""
+        asyncio.get_running_loop().remove_reader(self.receiving)
+        self._take(server, None)
+        await asyncio.gather(*self.adopting, return_exceptions=True)
+
+    def _take(self, server: Server, most: int | None) -> None:
         loop = asyncio.get_running_loop()
         config = server.config
-
-        def readable() -> None:
-            if server.should_exit:  # what is still on the channel goes to another chat worker
-                loop.remove_reader(self.receiving)
+        taken = 0
+        while most is None or taken < most:
+            try:
+                data, rights, flags, _ = self.receiving.recvmsg(HANDOVER_MAX, RIGHTS_SPACE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
                 return
-            for _ in range(64):
-                try:
-                    data, rights, _flags, _ = self.receiving.recvmsg(HANDOVER_MAX, RIGHTS_SPACE, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    return
-                fds = array.array("i")
-                for level, kind, payload in rights:
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                        fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-                for fd in fds:
-                    connection = socket.socket(fileno=fd)
-                    connection.setblocking(False)
+            taken += 1
+            if flags & socket.MSG_CTRUNC:  # out of file descriptors: the kernel dropped it
+                log.error("a chat connection handed over was lost: no file descriptor left for it")
+            fds = array.array("i")
+            for level, kind, payload in rights:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            for fd in fds:
+                connection = socket.socket(fileno=fd)
+                connection.setblocking(False)
 
-                    def protocol(data: bytes = data) -> HttpProtocol:
-                        return config.http_protocol_class(
-                            config=config,
-                            server_state=server.server_state,
-                            app_state=server.lifespan.state,
-                            handed_over=data,
-                        )
+                def protocol(data: bytes = data) -> HttpProtocol:
+                    return config.http_protocol_class(
+                        config=config,
+                        server_state=server.server_state,
+                        app_state=server.lifespan.state,
+                        handed_over=data,
+                    )
 
-                    adopting = loop.create_task(loop.connect_accepted_socket(protocol, connection))
-                    self.adopting.add(adopting)
-                    adopting.add_done_callback(self._adopted)
-
-        loop.add_reader(self.receiving, readable)
+                adopting = loop.create_task(loop.connect_accepted_socket(protocol, connection))
+                self.adopting.add(adopting)
+                adopting.add_done_callback(self._adopted)
 
     def _adopted(self, task: asyncio.Task) -> None:
         self.adopting.discard(task)
@@ -181,9 +197,19 @@ def open_handover(nice: int = 0) -> None:
 
 def assign_role(arbiter: Arbiter, worker, chat_workers: int) -> None:
     """gunicorn's pre_fork, in the master: the new worker takes chats while fewer than
-    `chat_workers` live workers do (a dead chat worker's replacement is a chat worker)."""
-    chats = sum(1 for other in arbiter.WORKERS.values() if getattr(other, "role", CONTROL) == CHAT)
+    `chat_workers` live workers of the current generation do (a dead chat worker's
+    replacement is a chat worker; after a reload the old workers, about to go, do not count)."""
+    generation = getattr(arbiter, "deia_generation", 0)
+    chats = sum(
+        1 for other in arbiter.WORKERS.values() if other.age > generation and getattr(other, "role", CONTROL) == CHAT
+    )
     worker.role = CHAT if handover is not None and chats < chat_workers else CONTROL
+
+
+def reloading(arbiter: Arbiter) -> None:
+    """gunicorn's on_reload, in the master, before it forks a new set of workers and stops
+    the old ones: the new set gets chat workers of its own."""
+    arbiter.deia_generation = arbiter.worker_age
 
 
 class HttpProtocol(HttpToolsProtocol):
@@ -216,6 +242,24 @@ class HttpProtocol(HttpToolsProtocol):
     def serve_here(self, data: bytes) -> None:
         self.transport.resume_reading()
         super().data_received(data)
+
+    def shutdown(self) -> None:
+        # The worker is shutting down with this connection still waiting for the chat
+        # workers: its request was read, so it is answered here (and the connection closed).
+        if handover is not None and (data := handover.take_back(self)) is not None:
+            self.serve_here(data)
+        super().shutdown()
+
+
+class ChatServer(Server):
+    """A chat worker's uvicorn server: it stops taking handed-over connections when it
+    starts shutting down, however that starts (uvicorn's max-requests exit sets no
+    should_exit), and serves those already on the channel."""
+
+    async def shutdown(self, sockets=None) -> None:
+        if handover is not None:
+            await handover.stop_adopting(self)
+        await super().shutdown(sockets)
 
 
 class Worker(UvicornWorker):
@@ -250,10 +294,11 @@ class Worker(UvicornWorker):
         # uvicorn-worker's _serve, but a chat worker adopts handed-over connections instead
         # of accepting on gunicorn's sockets.
         self.config.app = self.wsgi
-        server = Server(config=self.config)
+        chats = handover is not None and self.role == CHAT
+        server = ChatServer(config=self.config) if chats else Server(config=self.config)
         self._install_sigquit_handler()
         sockets = self.sockets
-        if handover is not None and self.role == CHAT:
+        if chats:
             self.log.info("worker %s takes chats", self.pid)
             if handover.nice:
                 os.nice(handover.nice)

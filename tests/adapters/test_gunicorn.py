@@ -15,6 +15,7 @@ from gunicorn.config import Config
 from gunicorn.sock import TCPSocket
 from uvicorn.config import Config as Config_
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import Server as Server_
 from uvicorn_worker import UvicornWorker
 
 from deia.adapters import gunicorn as adapter
@@ -93,7 +94,8 @@ def test_which_first_reads_are_chats(head, chat):
 
 class FakeArbiter:
     def __init__(self, *roles: str) -> None:
-        self.WORKERS = {pid: SimpleNamespace(role=role) for pid, role in enumerate(roles)}
+        self.WORKERS = {pid: SimpleNamespace(role=role, age=pid + 1) for pid, role in enumerate(roles)}
+        self.worker_age = len(roles)
 
 
 @pytest.fixture
@@ -116,6 +118,104 @@ def test_roles_fill_the_chat_workers_first_and_replace_a_dead_one_in_kind(monkey
     monkeypatch.setattr(adapter, "handover", None)
     adapter.assign_role(FakeArbiter(), new, 2)
     assert new.role == adapter.CONTROL  # no channel (GUNICORN_CHAT_WORKERS=0): one pool
+
+
+def test_after_a_reload_the_new_workers_get_chat_workers_of_their_own(monkeypatch, channel):
+    monkeypatch.setattr(adapter, "handover", channel)
+    arbiter = FakeArbiter(adapter.CHAT, adapter.CONTROL)  # the running set, about to be replaced
+    adapter.reloading(arbiter)
+    first, second = SimpleNamespace(age=3), SimpleNamespace(age=4)
+    adapter.assign_role(arbiter, first, 1)
+    arbiter.WORKERS[99] = first
+    adapter.assign_role(arbiter, second, 1)
+    assert (first.role, second.role) == (adapter.CHAT, adapter.CONTROL)
+
+
+def hand_over_by_hand(channel, request: bytes) -> socket.socket:
+    """What an accepting worker does: read a client's request, pass the socket and the bytes
+    on, close its copy. Returns the client's end."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+    client.sendall(request)
+    data = accepted.recv(65536)
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [accepted.fileno()]))]
+    channel.sending.sendmsg([data], rights)
+    accepted.close()
+    return client
+
+
+async def answer_ok(scope, receive, send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def started(server: Server_, sockets: list) -> Server_:
+    """What uvicorn's serve does before it loops: the lifespan, then the listeners."""
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    await server.startup(sockets=sockets)
+    return server
+
+
+def uvicorn_config() -> Config_:
+    return Config_(app=answer_ok, log_config=None, **Worker.CONFIG_KWARGS)
+
+
+def test_a_chat_worker_shutting_down_serves_what_is_on_the_channel_and_takes_no_more(monkeypatch, channel):
+    monkeypatch.setattr(adapter, "handover", channel)
+
+    async def scenario() -> tuple[bytes, bool]:
+        server = await started(adapter.ChatServer(config=uvicorn_config()), [])
+        channel.adopt(server)
+        # On the channel when the shutdown starts (max_requests, SIGTERM), not yet taken.
+        client = hand_over_by_hand(channel, b"POST /api/bots/1/messages HTTP/1.1\r\nHost: a\r\n\r\n")
+        await server.shutdown()
+        still_reading = asyncio.get_running_loop().remove_reader(channel.receiving)
+        client.settimeout(10)
+        with client:
+            return client.recv(100), still_reading
+
+    answer, still_reading = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"ok")
+    assert not still_reading
+
+
+def test_a_worker_shutting_down_answers_the_chats_still_waiting_for_the_chat_workers(monkeypatch, channel):
+    monkeypatch.setattr(adapter, "handover", channel)
+    monkeypatch.setattr(HttpProtocol, "hands_over", True)
+    channel.sending.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # fills after a few
+    passed_on = []
+    pass_on = channel.pass_on
+    monkeypatch.setattr(channel, "pass_on", lambda protocol, data: (passed_on.append(1), pass_on(protocol, data)))
+
+    async def scenario() -> list[bytes]:
+        listener = socket.create_server(("127.0.0.1", 0))
+        server = await started(Server_(config=uvicorn_config()), [listener])
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(12)]
+        for i, client in enumerate(clients):
+            head = f"POST /api/bots/{i}/messages HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n"
+            client.sendall(head.encode() + b"x" * 1000)
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(passed_on) < len(clients):
+            assert asyncio.get_running_loop().time() < deadline, "the chats never reached the hand-over"
+            await asyncio.sleep(0.01)
+        assert channel.waiting, "a 4 KiB channel should have filled up"
+        waiting = {protocol.transport.get_extra_info("peername")[1] for protocol, _ in channel.waiting}
+        await server.shutdown()
+        answers = []
+        for client in clients:
+            if client.getsockname()[1] in waiting:
+                client.settimeout(10)
+                answers.append(client.recv(100))
+            client.close()
+        listener.close()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert answers
+    assert all(answer.startswith(b"HTTP/1.1 200 OK") for answer in answers), answers
+    assert not channel.waiting
 
 
 def test_a_full_channel_queues_connections_and_hands_each_over_once_in_order(channel):

@@ -137,6 +137,26 @@ def test_a_killed_chat_workers_replacement_takes_chats(running_bot, web, gunicor
         assert holder(chat, worker_pids(master)) == successor
 
 
+def test_after_a_reload_the_new_workers_take_chats(running_bot, web, gunicorn):
+    # systemctl reload (SIGHUP): gunicorn forks a whole new set before it stops the old one.
+    api = web(workers=2)
+    master = gunicorn.proc.pid
+    bot, _ = running_bot(backend="echo")
+    old = wait_for(lambda: chat_workers(master) and worker_pids(master), timeout=30, what="the first set")
+    os.kill(master, signal.SIGHUP)
+
+    def reloaded():
+        workers = worker_pids(master)
+        return len(workers) == 2 and not workers & old and chat_workers(master)
+
+    (successor,) = wait_for(reloaded, timeout=60, what="a new set of workers with a chat worker")
+    with connect(api.url) as chat:
+        send_chat(chat, api, bot, "after a reload")
+        status, body = read_response(chat)
+        assert status == 200, body
+        assert holder(chat, worker_pids(master)) == successor
+
+
 def test_with_no_chat_workers_every_worker_serves_chats(running_bot, web, gunicorn):
     api = web(workers=2, GUNICORN_CHAT_WORKERS="0")
     master = gunicorn.proc.pid
