@@ -85,6 +85,15 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
     return status, body
 
 
+def served_by(api, bot, master: int, message: str) -> int | None:
+    """Chat on a connection of its own; the worker that answered it (200)."""
+    with connect(api.url) as chat:
+        send_chat(chat, api, bot, message)
+        status, body = read_response(chat)
+        assert status == 200, body
+        return holder(chat, worker_pids(master))
+
+
 def chat_workers(master: int) -> set[int]:
     """The workers that take chats: they lowered their priority by GUNICORN_CHAT_NICE."""
     return {pid for pid in worker_pids(master) if os.getpriority(os.PRIO_PROCESS, pid) == CHAT_NICE}
@@ -130,11 +139,7 @@ def test_a_killed_chat_workers_replacement_takes_chats(running_bot, web, gunicor
         return len(workers) == 2 and victim not in workers and chat_workers(master)
 
     (successor,) = wait_for(replaced, timeout=30, what="gunicorn to replace the chat worker with a chat worker")
-    with connect(api.url) as chat:
-        send_chat(chat, api, bot, "after the replacement")
-        status, body = read_response(chat)
-        assert status == 200, body
-        assert holder(chat, worker_pids(master)) == successor
+    assert served_by(api, bot, master, "after the replacement") == successor
 
 
 def test_after_a_reload_the_new_workers_take_chats(running_bot, web, gunicorn):
@@ -150,24 +155,16 @@ def test_after_a_reload_the_new_workers_take_chats(running_bot, web, gunicorn):
         return len(workers) == 2 and not workers & old and chat_workers(master)
 
     (successor,) = wait_for(reloaded, timeout=60, what="a new set of workers with a chat worker")
-    with connect(api.url) as chat:
-        send_chat(chat, api, bot, "after a reload")
-        status, body = read_response(chat)
-        assert status == 200, body
-        assert holder(chat, worker_pids(master)) == successor
+    assert served_by(api, bot, master, "after a reload") == successor
 
 
 def test_with_no_chat_workers_every_worker_serves_chats(running_bot, web, gunicorn):
     api = web(workers=2, GUNICORN_CHAT_WORKERS="0")
     master = gunicorn.proc.pid
     bot, _ = running_bot(backend="echo")
-    with connect(api.url) as chat:
-        send_chat(chat, api, bot, "one pool")
-        status, body = read_response(chat)
-        assert status == 200, body
-        served_by = holder(chat, worker_pids(master))
-    assert served_by is not None
-    assert os.getpriority(os.PRIO_PROCESS, served_by) == 0
+    worker = served_by(api, bot, master, "one pool")
+    assert worker is not None
+    assert os.getpriority(os.PRIO_PROCESS, worker) == 0
     assert not chat_workers(master)
 
 
