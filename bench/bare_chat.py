@@ -7,7 +7,8 @@ the same refusals, the same touch), the same chat permission, the same visibilit
 (bots.access.visible_bots) and running check, the user's chat slot (one count_up in Redis
 and the DECR), and the relay to the bot's runner through the same pooled httpx clients
 (bots.runner.client.relay_chat), whose answer it passes on. The database step runs in a
-kept thread, as the real view's does, and hands its connection back before the relay.
+kept thread, the real view's own admission (bots.chat_api.admission: as many at once, in
+the same threads), and hands its connection back before the relay.
 No Django handler, no middleware, no DRF, no URL resolver, no request id or log line, no
 streaming. The web's chats/s over this app's is our overhead; this app's own ceiling is
 what the machine gives any Python relay built on these libraries.
@@ -17,20 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.db import close_old_connections
 
 from bench.bare import user_of
 from bots import access
-from bots.chat_api import UserSlot
+from bots.chat_api import UserSlot, admission
 from bots.models import Bot, Status
 from bots.runner.client import Target, relay_chat
 from deia.logs import new_request_id
 
 PREFIX = "/bench/bare-chat/"
-_threads = ThreadPoolExecutor(max(1, (settings.DB_POOL_MAX or 10) - settings.WEB_SYNC_THREADS), "bare-chat")
 
 
 class Refused(Exception):
@@ -71,7 +70,11 @@ async def application(scope, receive, send) -> None:
             raise Refused(400, "invalid")
         pk = int(scope["path"].removeprefix(PREFIX))
         authorization = headers.get(b"authorization", b"").decode("latin-1")
-        target, slot = await asyncio.get_running_loop().run_in_executor(_threads, prepare, authorization, pk)
+        admitting = admission()
+        async with admitting.slots:
+            target, slot = await asyncio.get_running_loop().run_in_executor(
+                admitting.threads, prepare, authorization, pk
+            )
     except Refused as refused:
         status, answer = refused.status, {"error": refused.error}
     except ValueError:
@@ -82,7 +85,7 @@ async def application(scope, receive, send) -> None:
             relayed = await relay_chat(target, payload, new_request_id(), settings.BOT_CHAT_TIMEOUT)
             status, answer = relayed.status, relayed.body
         finally:
-            await asyncio.get_running_loop().run_in_executor(_threads, slot.give_back)
+            await asyncio.get_running_loop().run_in_executor(admission().threads, slot.give_back)
     raw = json.dumps(answer).encode()
     await send(
         {

@@ -63,7 +63,7 @@ class Admission:
     threads: ThreadPoolExecutor
 
 
-def _admission() -> Admission:
+def admission() -> Admission:
     loop = asyncio.get_running_loop()
     if loop not in _admissions:
         size = max(1, (settings.DB_POOL_MAX or 10) - settings.WEB_SYNC_THREADS)
@@ -139,8 +139,8 @@ class BotMessagesView(ChecksInHandlerAPIView):
         """DRF's checks (authentication, permissions, throttles) and `step`, in one hop to a
         thread, at most ADMISSION at once in this worker: a burst of chats waits here, on
         the event loop, and leaves database connections for the rest of the control plane."""
-        admission = _admission()
-        async with admission.slots:
+        admitting = admission()
+        async with admitting.slots:
 
             def checked():
                 try:
@@ -154,7 +154,7 @@ class BotMessagesView(ChecksInHandlerAPIView):
 
             if has_thread_per_request():  # Django's own handlers and test clients
                 return await sync_to_async(checked)()
-            return await sync_to_async(checked, thread_sensitive=False, executor=admission.threads)()
+            return await sync_to_async(checked, thread_sensitive=False, executor=admitting.threads)()
 
     # --- history -----------------------------------------------------------------------
     @extend_schema(

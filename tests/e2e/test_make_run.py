@@ -15,24 +15,14 @@ import httpx
 import pytest
 
 from bots.lifecycle.process import pid_alive
-from tests.support.procs import ROOT, Proc, free_port, http_ok, port_is_open, wait_for
+from tests.support.procs import ROOT, Proc, free_port, http_ok, live_processes, port_is_open, wait_for
 
 SERVICE_VARIABLES = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "SECRET_KEY_FILE")
 
 
 def session_members(session_id: int) -> set[int]:
     """Every live process in a session: what a terminal's Ctrl-C would reach."""
-    members = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[3]) == session_id and fields[0] != "Z":
-            members.add(int(entry.name))
-    return members
+    return {pid for pid, fields in live_processes() if int(fields[3]) == session_id}
 
 
 def run_and_interrupt(env: dict[str, str], tmp_path: Path, demo_state) -> None:

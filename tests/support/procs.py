@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +148,8 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.strip().splitlines() if not line.startswith("{")]
 
 
-def children(pid: int) -> set[int]:
-    """The live (not zombie) child processes of `pid`, from /proc."""
-    found = set()
+def live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/<pid>/stat after the command) of each live, not zombie, process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -158,6 +157,10 @@ def children(pid: int) -> set[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
+        if fields[0] != "Z":
+            yield int(entry.name), fields
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid`."""
+    return {child for child, fields in live_processes() if int(fields[1]) == pid}
