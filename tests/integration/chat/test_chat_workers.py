@@ -19,7 +19,7 @@ import pytest
 
 from bots.models import ChatMessage
 from tests.plugins.observability import WebApi
-from tests.support.procs import PYTHON, children, free_port, wait_for
+from tests.support.procs import PYTHON, ROOT, children, free_port, wait_for
 
 CHAT_NICE = 5  # GUNICORN_CHAT_NICE's default
 
@@ -210,3 +210,26 @@ def test_with_tls_in_gunicorn_every_worker_serves_chats(running_bot, spawn, chil
             )
             assert response.status_code == 200, response.text
     assert not chat_workers(proc.pid)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("GUNICORN_CHAT_WORKERS=-1", "GUNICORN_CHAT_WORKERS: must be at least 0, got -1"),
+        ("GUNICORN_CHAT_NICE=high", "GUNICORN_CHAT_NICE: expected a whole number, got 'high'"),
+        ("GUNICORN_CHAT_NICE=25", "GUNICORN_CHAT_NICE: must be at most 19, got 25"),
+    ],
+)
+def test_a_bad_chat_worker_setting_stops_the_web_with_one_line(child_env, setting, message):
+    name, value = setting.split("=")
+    env = {**child_env, "GUNICORN_BIND": f"127.0.0.1:{free_port()}", name: value}
+    result = subprocess.run(
+        [PYTHON, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "deia.asgi:application"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"configuration error: {message}"]
